@@ -1,0 +1,1 @@
+"""Arm descriptions (constants modules, one per arm)."""
