@@ -68,7 +68,7 @@ class HandDescription:
         model = mujoco.MjModel.from_xml_path(str(self.model_path))
         names, limits = [], []
         for i in range(model.njnt):
-            if model.jnt_type[i] in (mujoco.mjtJoint.mjJNT_HINGE, mujoco.mjtJoint.mjJNT_SLIDE):
+            if int(model.jnt_type[i]) in (int(mujoco.mjtJoint.mjJNT_HINGE), int(mujoco.mjtJoint.mjJNT_SLIDE)):
                 names.append(model.joint(i).name)
                 limits.append(model.jnt_range[i].copy())
         return tuple(names), np.asarray(limits, dtype=float)
