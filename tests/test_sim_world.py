@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from grasp_planner.robots.panda import READY_Q
+from grasp_planner.robots.panda import OBSERVE_Q
 from sim_bridge.objects import OBJECTS, get_object
 from sim_bridge.scene import SceneConfig
 from sim_bridge.world import SimWorld
@@ -43,7 +43,7 @@ def test_joint_names_are_ros_names(box_world):
     assert names[:7] == tuple(f"panda_joint{i}" for i in range(1, 8))
     assert len(names) == 7 + 24 and "rh_FFJ1" in names and "rh_THJ5" in names
     q = box_world.joint_positions()
-    np.testing.assert_allclose([q[f"panda_joint{i}"] for i in range(1, 8)], READY_Q, atol=1e-9)
+    np.testing.assert_allclose([q[f"panda_joint{i}"] for i in range(1, 8)], OBSERVE_Q, atol=1e-9)
 
 
 def test_set_targets_moves_arm_by_name(box_world):
@@ -54,7 +54,7 @@ def test_set_targets_moves_arm_by_name(box_world):
     q = box_world.joint_positions()
     for name, target in goal.items():
         assert abs(q[name] - target) < 0.01, f"{name}: {q[name]:.4f} vs target {target}"
-    assert abs(q["panda_joint2"] - READY_Q[1]) < 0.01  # untouched joint holds
+    assert abs(q["panda_joint2"] - OBSERVE_Q[1]) < 0.01  # untouched joint holds
 
 
 def test_set_targets_rejects_unknown_names(box_world):

@@ -53,7 +53,7 @@ class SegmentationConfig:
     """
 
     workspace_min_m: tuple[float, float, float] = (0.2, -0.6, -0.1)
-    workspace_max_m: tuple[float, float, float] = (1.0, 0.6, 0.6)
+    workspace_max_m: tuple[float, float, float] = (1.0, 0.6, 0.35)
     voxel_size_m: float = 0.005
     plane_distance_m: float = 0.01
     plane_iterations: int = 200

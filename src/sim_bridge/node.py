@@ -225,7 +225,7 @@ class SimBridgeNode(Node):
         self._settle_until_s = None
         self._anchor()
         response.success = True
-        response.message = "arm at READY_Q, hand open, object back on the table, sim time 0"
+        response.message = "arm at OBSERVE_Q (hand out of the camera view), hand open, object back on the table, sim time 0"
         return response
 
     def _on_state(self) -> None:

@@ -13,7 +13,7 @@ import mujoco
 import numpy as np
 
 from grasp_planner.hands import load_hand
-from grasp_planner.robots.panda import ARM_JOINT_NAMES, READY_Q
+from grasp_planner.robots.panda import ARM_JOINT_NAMES, OBSERVE_Q
 from sim_bridge.objects import OBJECT_BODY, OBJECT_JOINT
 from sim_bridge.scene import (CAMERA_NAME, OVERVIEW_CAMERA_NAME, SceneConfig, build_spec,
                               compile_spec)
@@ -208,7 +208,7 @@ class SimWorld:
                 self._track_trajectory()
             mujoco.mj_step(self.model, self.data)
 
-    def reset(self, q_arm: Sequence[float] | np.ndarray = READY_Q,
+    def reset(self, q_arm: Sequence[float] | np.ndarray = OBSERVE_Q,
               q_hand: Mapping[str, float] | None = None) -> None:
         """Arm at ``q_arm`` (rad, ARM_JOINT_NAMES order), hand open (or ``q_hand``), object at its
         resting placement, zero velocities, targets = configuration, trajectory cancelled."""

@@ -45,6 +45,10 @@ class HandDescription:
     fingertips: dict[str, str]
     fingertip_offset: tuple[float, float, float]
     fixed_joints: dict[str, float] = field(default_factory=dict)
+    capsule_length_m: float = 0.3   # arm-planning envelope flange -> knuckles, metres
+    capsule_radius_m: float = 0.05
+    open_pose: dict[str, float] = field(default_factory=dict)
+    closed_pose: dict[str, float] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if "thumb" not in self.fingertips:
@@ -87,6 +91,16 @@ class HandDescription:
     def dof(self) -> int:
         return len(self.joint_names)
 
+    def full_pose(self, pose: dict[str, float]) -> dict[str, float]:
+        """Every joint of the hand by name (radians): ``pose`` values, fixed joints, 0 elsewhere."""
+        unknown = set(pose) - set(self.joint_names)
+        if unknown:
+            raise ValueError(f"hand '{self.name}': unknown joints {sorted(unknown)}")
+        full = {name: 0.0 for name in self.joint_names}
+        full.update(pose)
+        full.update(self.fixed_joints)
+        return full
+
     @property
     def planned_joints(self) -> tuple[str, ...]:
         """Joints the planner optimises (all but ``fixed_joints``)."""
@@ -121,4 +135,8 @@ def load_hand(name: str) -> HandDescription:
         fingertips=dict(cfg["fingertips"]),
         fingertip_offset=tuple(cfg["fingertip_offset"]),
         fixed_joints={k: float(v) for k, v in (cfg.get("fixed_joints") or {}).items()},
+        capsule_length_m=float(cfg.get("arm_planning_capsule", {}).get("length_m", 0.3)),
+        capsule_radius_m=float(cfg.get("arm_planning_capsule", {}).get("radius_m", 0.05)),
+        open_pose={k: float(v) for k, v in (cfg.get("open_pose") or {}).items()},
+        closed_pose={k: float(v) for k, v in (cfg.get("closed_pose") or {}).items()},
     )

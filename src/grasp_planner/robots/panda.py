@@ -16,3 +16,6 @@ JOINT_LIMITS_RAD = np.array([
 VELOCITY_LIMITS_RAD_S = np.array([2.175, 2.175, 2.175, 2.175, 2.61, 2.61, 2.61])
 #: Ready pose (radians), the usual franka_ros "ready" configuration.
 READY_Q = np.array([0.0, -0.785398, 0.0, -2.356194, 0.0, 1.570796, 0.785398])
+#: Observation pose (radians): arm folded back and up so a wrist-mounted dexterous hand stays
+#: out of the tabletop camera's view (all hand geometry above 0.40 m and behind x = 0.30 m).
+OBSERVE_Q = np.array([-0.101, -0.915, -0.053, -2.231, -0.931, 1.541, 0.549])

@@ -1,0 +1,173 @@
+"""The planner's pure core: object cloud → grasp candidates → Franka IK → a safe, timed trajectory.
+
+Waypoints of a grasp: start → pre-grasp (hand open) → grasp (hand open) → grasp (hand squeezed)
+→ lift (hand squeezed). Every candidate is tried best-first until one passes IK (pre-grasp and
+grasp on the same branch, a straight lift) and the motion backend (collision + safety checks).
+No trajectory is returned unless every check passed.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from grasp_planner.franka_ik import FrankaKinematics
+from grasp_planner.grasp_synthesis import GraspCandidate, GraspSynthesizer, SynthesisConfig
+from grasp_planner.hands.description import HandDescription
+from grasp_planner.motion.base import MotionBackend, MotionPlan, PlanningError, PlanningScene
+from grasp_planner.object_model import ObjectModelError, build_object_proxy
+from grasp_planner.robots import panda
+
+
+@dataclass(frozen=True)
+class PlannerConfig:
+    """Planner parameters (metres, seconds, radians)."""
+
+    approach_offset_m: float = 0.10       # pre-grasp stand-off along the approach direction
+    lift_height_m: float = 0.10           # straight lift in +z of the base after closing
+    close_duration_s: float = 1.0         # time to close the fingers (D(R,O) protocol: 1 s)
+    hold_duration_s: float = 0.3          # pause after closing before the lift
+    table_z_m: float = 0.0                # table top height in the base frame
+    num_candidates: int = 8               # grasp candidates tried (best first)
+    camera_xyz: tuple[float, float, float] | None = None  # for completing single-view clouds
+
+    def __post_init__(self) -> None:
+        if self.approach_offset_m < 0 or self.lift_height_m < 0:
+            raise ValueError("approach_offset_m and lift_height_m must be >= 0")
+        if self.close_duration_s <= 0 or self.hold_duration_s < 0:
+            raise ValueError("close_duration_s must be > 0 and hold_duration_s >= 0")
+        if self.num_candidates < 1:
+            raise ValueError("num_candidates must be >= 1")
+
+
+@dataclass
+class PlanResult:
+    """Outcome of one planning request. ``plan`` is None unless every check passed."""
+
+    success: bool
+    reason: str = ""
+    plan: MotionPlan | None = None
+    candidate: GraspCandidate | None = None
+    candidates: list = field(default_factory=list)
+    arm_goal: dict = field(default_factory=dict)        # grasp configuration, arm joints
+    hand_goal: dict = field(default_factory=dict)       # squeeze target, hand joints
+    T_base_flange: np.ndarray | None = None
+    timings_s: dict = field(default_factory=dict)
+    rejections: list = field(default_factory=list)      # why each tried candidate failed
+
+    @property
+    def joint_goal(self) -> dict:
+        """Arm + hand goal at the grasp (joint name → radians)."""
+        return {**self.arm_goal, **self.hand_goal}
+
+
+class GraspPlanner:
+    """Plans a grasp for one hand on a Franka; see the module docstring."""
+
+    def __init__(self, hand: HandDescription, backend: MotionBackend,
+                 config: PlannerConfig | None = None, synthesis: SynthesisConfig | None = None,
+                 kinematics: FrankaKinematics | None = None):
+        self.hand = hand
+        self.backend = backend
+        self.config = config or PlannerConfig()
+        self.synthesizer = GraspSynthesizer(hand, synthesis)
+        self.kinematics = kinematics or FrankaKinematics()
+        self._root_to_flange = np.linalg.inv(hand.mount_transform)
+
+    def plan(self, cloud: np.ndarray, start: dict[str, float]) -> PlanResult:
+        """Plan a grasp of the object seen as ``cloud``.
+
+        Args:
+            cloud: (N, 3) object points in the base frame, metres.
+            start: current joint positions by name (must include the 7 arm joints).
+
+        Returns:
+            PlanResult; ``success`` False with a ``reason`` when no candidate survives.
+        """
+        cfg = self.config
+        timings: dict[str, float] = {}
+        missing = [n for n in panda.ARM_JOINT_NAMES if n not in start]
+        if missing:
+            return PlanResult(False, f"start state lacks arm joints {missing}", timings_s=timings)
+        t0 = time.perf_counter()
+        try:
+            proxy = build_object_proxy(cloud, cfg.table_z_m,
+                                       None if cfg.camera_xyz is None else np.asarray(cfg.camera_xyz))
+        except ObjectModelError as exc:
+            return PlanResult(False, f"object model: {exc}", timings_s=timings)
+        candidates = self.synthesizer.synthesize(proxy, max_results=cfg.num_candidates)
+        timings["grasp_synthesis"] = time.perf_counter() - t0
+        if not candidates:
+            return PlanResult(False, "no grasp candidate: no hand pose puts the thumb and "
+                              f"{self.synthesizer.config.min_contacts - 1} fingers on the object "
+                              "without touching the table", timings_s=timings)
+        scene = PlanningScene(table_center_m=(0.4, 0.0, cfg.table_z_m - 0.025),
+                              table_size_m=(1.2, 1.2, 0.05), object_points_m=cloud)
+        # Measured states sit a hair outside hard stops (soft contacts); clip them onto the limits.
+        q_start = np.clip([start[n] for n in panda.ARM_JOINT_NAMES],
+                          panda.JOINT_LIMITS_RAD[:, 0], panda.JOINT_LIMITS_RAD[:, 1])
+        hand_lo = dict(zip(self.hand.joint_names, self.hand.joint_limits[:, 0]))
+        hand_hi = dict(zip(self.hand.joint_names, self.hand.joint_limits[:, 1]))
+        rejections: list[str] = []
+        t_ik = t_motion = 0.0
+        for rank, cand in enumerate(candidates):
+            t1 = time.perf_counter()
+            T_flange = cand.T_base_root @ self._root_to_flange
+            axis_flange = T_flange[:3, :3].T @ cand.approach
+            pre, grasp = self.kinematics.solve_pregrasp_grasp(
+                T_flange, cfg.approach_offset_m, axis_flange, q_seed=q_start)
+            lift = None
+            if pre.success and grasp.success:
+                lift = self.kinematics.cartesian_offset_ik(grasp.q, np.array([0.0, 0.0, cfg.lift_height_m]))
+            t_ik += time.perf_counter() - t1
+            if not (pre.success and grasp.success and lift is not None and lift.success):
+                why = next(r.reason for r in (grasp, pre, lift) if r is not None and not r.success)
+                rejections.append(f"candidate {rank}: IK {why}")
+                continue
+            t2 = time.perf_counter()
+            arm = lambda q: dict(zip(panda.ARM_JOINT_NAMES, q.tolist()))  # noqa: E731
+            start_full = {**dict(zip(panda.ARM_JOINT_NAMES, q_start.tolist())),
+                          **{n: float(np.clip(start.get(n, v), hand_lo[n], hand_hi[n]))
+                             for n, v in cand.q_open.items()}}
+            goals = [{**arm(pre.q), **cand.q_open}, {**arm(grasp.q), **cand.q_open},
+                     {**arm(grasp.q), **cand.q_squeeze}, {**arm(lift.q), **cand.q_squeeze}]
+            try:
+                plan = self.backend.plan(start_full, goals, scene)
+            except PlanningError as exc:
+                t_motion += time.perf_counter() - t2
+                rejections.append(f"candidate {rank}: motion {exc}")
+                continue
+            t_motion += time.perf_counter() - t2
+            plan = _stretch_closing(plan, grasp.q, cfg.close_duration_s, cfg.hold_duration_s)
+            timings.update(ik=t_ik, motion_plan=t_motion)
+            return PlanResult(True, "", plan=plan, candidate=cand, candidates=candidates,
+                              arm_goal=arm(grasp.q), hand_goal=dict(cand.q_squeeze),
+                              T_base_flange=T_flange, timings_s=timings, rejections=rejections)
+        timings.update(ik=t_ik, motion_plan=t_motion)
+        return PlanResult(False, f"all {len(candidates)} candidates failed: " + "; ".join(rejections),
+                          candidates=candidates, timings_s=timings, rejections=rejections)
+
+
+def _stretch_closing(plan: MotionPlan, q_grasp_arm: np.ndarray, close_s: float, hold_s: float) -> MotionPlan:
+    """Slow the finger-closing segment to at least ``close_s`` and hold ``hold_s`` before lifting.
+
+    The closing segment is where the arm sits at the grasp configuration while the hand moves.
+    """
+    arm_cols = [plan.joint_names.index(n) for n in panda.ARM_JOINT_NAMES]
+    at_grasp = np.all(np.abs(plan.positions[:, arm_cols] - q_grasp_arm) < 1e-6, axis=1)
+    idx = np.flatnonzero(at_grasp)
+    if len(idx) < 2:
+        return plan
+    first, last = idx[0], idx[-1]
+    t = plan.times_s.copy()
+    span = t[last] - t[first]
+    scale = max(1.0, close_s / span) if span > 0 else 1.0
+    new_t = t.copy()
+    new_t[first:last + 1] = t[first] + (t[first:last + 1] - t[first]) * scale
+    new_t[last + 1:] = t[last + 1:] + (new_t[last] - t[last]) + hold_s
+    positions = plan.positions
+    if hold_s > 0:
+        positions = np.insert(positions, last + 1, positions[last], axis=0)
+        new_t = np.insert(new_t, last + 1, new_t[last] + hold_s)
+    return MotionPlan(joint_names=plan.joint_names, positions=positions, times_s=new_t)
