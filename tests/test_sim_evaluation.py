@@ -38,10 +38,17 @@ def test_object_on_table_without_hand_is_not_held(world):
     world.reset()
     result = run_disturbance_test(world)
     assert not result.held and not result.object_in_contact_with_hand and not result.lifted
-    for label in ("+x", "-x", "+y", "-y", "+z"):            # free directions: it drifts away
+    for label in ("+x", "-x", "+y", "-y", "+z", "-z"):      # support off: every direction drifts
         assert result.displacement_m[label] > 0.02, label
-    assert result.displacement_m["-z"] < 0.005              # the table pushes back
     assert result.force_n == pytest.approx(0.5 * world.object_mass_kg)
+
+
+def test_table_carries_the_object_when_support_stays_on(world):
+    world.reset()
+    result = run_disturbance_test(world, DisturbanceProtocol(support_off=False))
+    assert result.displacement_m["-z"] < 0.005              # the table pushes back
+    assert result.displacement_m["+x"] > 0.02
+    assert world.model.geom_contype[world.model.geom("table").id] != 0   # contacts restored
 
 
 def test_power_grasp_holds_and_state_is_restored(world):

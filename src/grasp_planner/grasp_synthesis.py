@@ -29,14 +29,15 @@ class SynthesisConfig:
     elevations_deg: tuple[float, ...] = (0.0, 30.0, 55.0, 90.0)   # approach angle below horizontal
     azimuths_deg: tuple[float, ...] = (-60.0, -30.0, 0.0, 30.0, 60.0)  # relative to base→object
     rolls_deg: tuple[float, ...] = (0.0, 45.0, 90.0, 135.0, 180.0, 225.0, 270.0, 315.0)
-    finger_offsets_m: tuple[float, ...] = (-0.02, 0.0, 0.02)     # palm shift along the fingers
+    finger_offsets_m: tuple[float, ...] = (-0.02, 0.0, 0.03, 0.055)  # object centre shift along the fingers
     clearance_m: float = 0.008          # open hand stops this far from the object surface
     table_clearance_m: float = 0.012    # every hand point stays this far above the table
     closure_steps: int = 12             # coarse samples of the closure parameter
     bisection_steps: int = 4            # refinement of the contact closure
-    squeeze: float = 0.3                # extra closure beyond contact for the commanded target
+    squeeze: float = 0.6                # extra closure beyond contact for the commanded target
     min_contacts: int = 3               # fingers in contact, thumb included
     max_closure_candidates: int = 32    # poses that get the (costlier) finger-closure search
+    self_contact_m: float = 0.006       # thumb surface samples this close to another finger = blocked
 
     def __post_init__(self) -> None:
         if not 0.0 < self.squeeze <= 1.0:
@@ -88,6 +89,7 @@ class GraspSynthesizer:
         owner = self.kin.finger_of_body()
         self._point_finger = owner[open_pose.point_body]           # (P,) finger index or -1
         self.fingers = list(hand.fingertips)
+        self._thumb = self.fingers.index("thumb")
         self._finger_joints = self._joints_per_finger()
 
     def _joints_per_finger(self) -> list[list[str]]:
@@ -155,14 +157,19 @@ class GraspSynthesizer:
                 q[name] = self.q_open[name] + s[k] * (self.q_closed[name] - self.q_open[name])
         return q
 
-    def _finger_penetration(self, proxy: ObjectProxy, T: np.ndarray, s: np.ndarray) -> tuple[np.ndarray, np.ndarray, object]:
-        """Per finger: min signed distance (m) and the deepest point, at closure ``s``."""
+    def _finger_penetration(self, proxy: ObjectProxy, T: np.ndarray, s: np.ndarray) -> tuple[np.ndarray, np.ndarray, bool]:
+        """At closure ``s``: per finger min signed distance to the object (m) and the deepest
+        point, and whether the thumb touches another finger (self-collision blocks it)."""
         pose = self.kin.forward(self._closure_config(s))
         owner = self._point_finger
         mask = owner >= 0
+        fingers = owner[mask]
+        thumb_pts = pose.points[mask][fingers == self._thumb]
+        other_pts = pose.points[mask][fingers != self._thumb]
+        gap = np.sqrt(((thumb_pts[:, None, :] - other_pts[None, :, :]) ** 2).sum(-1).min())
+        thumb_blocked = bool(gap < self.config.self_contact_m)
         pts = pose.points[mask] @ T[:3, :3].T + T[:3, 3]
         sd = proxy.signed_distance(pts)
-        fingers = owner[mask]
         mins = np.full(len(self.fingers), np.inf)
         where = np.zeros((len(self.fingers), 3))
         for k in range(len(self.fingers)):
@@ -171,26 +178,30 @@ class GraspSynthesizer:
                 i = np.argmin(sd[sel])
                 mins[k] = sd[sel][i]
                 where[k] = pts[sel][i]
-        return mins, where, pose
+        return mins, where, thumb_blocked
 
     def _close(self, proxy: ObjectProxy, T: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Contact closure per finger (1.0 + no contact flag when the finger closes freely)."""
+        """Contact closure per finger (1.0 + no contact flag when the finger closes freely).
+
+        A thumb that runs into another finger before it reaches the object is not in contact:
+        it would press on the hand, not oppose the fingers across the object.
+        """
         cfg = self.config
         n = len(self.fingers)
         contact_s = np.ones(n)
         touched = np.zeros(n, dtype=bool)
         levels = np.linspace(0.0, 1.0, cfg.closure_steps + 1)
-        prev = np.zeros(n)
         for s in levels[1:]:
             active = ~touched
             if not active.any():
                 break
             trial = np.where(active, s, contact_s)
-            mins, _, _ = self._finger_penetration(proxy, T, trial)
+            mins, _, thumb_blocked = self._finger_penetration(proxy, T, trial)
+            if thumb_blocked and active[self._thumb] and mins[self._thumb] >= 0.0:
+                return contact_s, np.zeros(n, dtype=bool), np.zeros((n, 3))
             hit = active & (mins < 0.0)
             contact_s[hit] = s
             touched |= hit
-            prev = np.where(active & ~hit, s, prev)
         lo = np.where(touched, contact_s - 1.0 / cfg.closure_steps, 1.0)
         hi = np.where(touched, contact_s, 1.0)
         for _ in range(cfg.bisection_steps):
@@ -234,13 +245,19 @@ class GraspSynthesizer:
             if not touched[thumb] or n_contact < cfg.min_contacts:
                 continue
             squeeze_s = np.minimum(1.0, contact_s + cfg.squeeze)
+            _, _, thumb_blocked = self._finger_penetration(proxy, T, squeeze_s)
+            if thumb_blocked:   # pressing further would push the thumb onto a finger, not the object
+                continue
             q_squeeze = self._closure_config(np.where(touched, squeeze_s, contact_s))
             squeeze_pts = self.kin.forward(q_squeeze).points @ T[:3, :3].T + T[:3, 3]
             if squeeze_pts[:, 2].min() < proxy.table_z + 0.5 * cfg.table_clearance_m:
                 continue
             others = [where[k] for k in range(len(self.fingers)) if touched[k] and k != thumb]
-            v_thumb = where[thumb] - proxy.center
-            v_fing = np.mean(others, axis=0) - proxy.center
+            # Opposition across the object, seen along the approach: thumb and fingers on
+            # opposite sides of the object centre (cos -> -1) squeeze it against each other.
+            perp = np.eye(3) - np.outer(approach, approach)
+            v_thumb = perp @ (where[thumb] - proxy.center)
+            v_fing = perp @ (np.mean(others, axis=0) - proxy.center)
             cos = float(v_thumb @ v_fing / (np.linalg.norm(v_thumb) * np.linalg.norm(v_fing) + 1e-9))
             opposition = 0.5 * (1.0 - cos)
             score = opposition + 0.25 * n_contact / len(self.fingers) - 2.0 * pre_cost

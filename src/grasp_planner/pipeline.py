@@ -1,7 +1,7 @@
 """The planner's pure core: object cloud → grasp candidates → Franka IK → a safe, timed trajectory.
 
 Waypoints of a grasp: start → pre-grasp (hand open) → grasp (hand open) → grasp (hand squeezed)
-→ lift (hand squeezed). Every candidate is tried best-first until one passes IK (pre-grasp and
+[→ lift (hand squeezed), when ``lift_height_m`` > 0]. Every candidate is tried best-first until one passes IK (pre-grasp and
 grasp on the same branch, a straight lift) and the motion backend (collision + safety checks).
 No trajectory is returned unless every check passed.
 """
@@ -25,7 +25,8 @@ class PlannerConfig:
     """Planner parameters (metres, seconds, radians)."""
 
     approach_offset_m: float = 0.10       # pre-grasp stand-off along the approach direction
-    lift_height_m: float = 0.10           # straight lift in +z of the base after closing
+    lift_height_m: float = 0.0            # straight lift in +z after closing; 0 = none (the
+                                          # D(R,O) protocol judges the grasp with gravity off)
     close_duration_s: float = 1.0         # time to close the fingers (D(R,O) protocol: 1 s)
     hold_duration_s: float = 0.3          # pause after closing before the lift
     table_z_m: float = 0.0                # table top height in the base frame
@@ -118,11 +119,12 @@ class GraspPlanner:
             pre, grasp = self.kinematics.solve_pregrasp_grasp(
                 T_flange, cfg.approach_offset_m, axis_flange, q_seed=q_start)
             lift = None
-            if pre.success and grasp.success:
+            if pre.success and grasp.success and cfg.lift_height_m > 0:
                 lift = self.kinematics.cartesian_offset_ik(grasp.q, np.array([0.0, 0.0, cfg.lift_height_m]))
             t_ik += time.perf_counter() - t1
-            if not (pre.success and grasp.success and lift is not None and lift.success):
-                why = next(r.reason for r in (grasp, pre, lift) if r is not None and not r.success)
+            failed = [r for r in (grasp, pre, lift) if r is not None and not r.success]
+            if failed:
+                why = failed[0].reason
                 rejections.append(f"candidate {rank}: IK {why}")
                 continue
             t2 = time.perf_counter()
@@ -131,7 +133,9 @@ class GraspPlanner:
                           **{n: float(np.clip(start.get(n, v), hand_lo[n], hand_hi[n]))
                              for n, v in cand.q_open.items()}}
             goals = [{**arm(pre.q), **cand.q_open}, {**arm(grasp.q), **cand.q_open},
-                     {**arm(grasp.q), **cand.q_squeeze}, {**arm(lift.q), **cand.q_squeeze}]
+                     {**arm(grasp.q), **cand.q_squeeze}]
+            if lift is not None:
+                goals.append({**arm(lift.q), **cand.q_squeeze})
             try:
                 plan = self.backend.plan(start_full, goals, scene)
             except PlanningError as exc:

@@ -35,6 +35,9 @@ class DisturbanceProtocol:
         gravity_off: switch gravity off for the whole test (restored afterwards).
         settle_s: physics time with gravity off and no force before the snapshot.
         lift_margin_m: the object counts as lifted if its height is this much above its rest height.
+        support_off: switch off the object's contacts with the table and floor for the test, so
+            only the hand can hold it (D(R,O): a floating hand; the table would otherwise carry
+            the -z trial). Restored afterwards.
     """
 
     force_scale_n_per_kg: float = 0.5
@@ -44,6 +47,7 @@ class DisturbanceProtocol:
     gravity_off: bool = True
     settle_s: float = 0.1
     lift_margin_m: float = 0.01
+    support_off: bool = True
 
     def __post_init__(self) -> None:
         bad = [d for d in self.directions if d not in DIRECTIONS]
@@ -111,9 +115,14 @@ def run_disturbance_test(world: SimWorld, protocol: DisturbanceProtocol = Distur
     world.cancel_trajectory()
     dt = m.opt.timestep
     sim_steps = 0
+    support = np.flatnonzero(m.geom_bodyid == 0)   # world-body geoms: table top and floor
+    support_masks = (m.geom_contype[support].copy(), m.geom_conaffinity[support].copy())
     try:
         if protocol.gravity_off:
             m.opt.gravity[:] = 0.0
+        if protocol.support_off:
+            m.geom_contype[support] = 0
+            m.geom_conaffinity[support] = 0
         d.xfrc_applied[body] = 0.0
         n_settle = int(round(protocol.settle_s / dt))
         world.step(n_settle)
@@ -141,6 +150,7 @@ def run_disturbance_test(world: SimWorld, protocol: DisturbanceProtocol = Distur
     finally:
         d.xfrc_applied[body] = 0.0
         m.opt.gravity[:] = gravity
+        m.geom_contype[support], m.geom_conaffinity[support] = support_masks
         mujoco.mj_setState(m, d, original, spec)
         mujoco.mj_forward(m, d)
         world._trajectory = trajectory  # noqa: SLF001
