@@ -14,6 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import numpy as np
+from scipy.spatial import cKDTree
 
 from grasp_planner.hand_kinematics import HandKinematics
 from grasp_planner.hands.description import HandDescription
@@ -139,7 +140,7 @@ class GraspSynthesizer:
             return proxy.signed_distance(pts + t * approach).min()
         if gap(lo) < self.config.clearance_m:
             return None
-        for _ in range(14):
+        for _ in range(11):     # 0.4 m / 2^11 ~ 0.2 mm
             mid = 0.5 * (lo + hi)
             if gap(mid) >= self.config.clearance_m:
                 lo = mid
@@ -166,8 +167,8 @@ class GraspSynthesizer:
         fingers = owner[mask]
         thumb_pts = pose.points[mask][fingers == self._thumb]
         other_pts = pose.points[mask][fingers != self._thumb]
-        gap = np.sqrt(((thumb_pts[:, None, :] - other_pts[None, :, :]) ** 2).sum(-1).min())
-        thumb_blocked = bool(gap < self.config.self_contact_m)
+        gap, _ = cKDTree(other_pts).query(thumb_pts, k=1, distance_upper_bound=self.config.self_contact_m)
+        thumb_blocked = bool(np.isfinite(gap).any())
         pts = pose.points[mask] @ T[:3, :3].T + T[:3, 3]
         sd = proxy.signed_distance(pts)
         mins = np.full(len(self.fingers), np.inf)
@@ -220,7 +221,7 @@ class GraspSynthesizer:
         cfg = self.config
         table_min = proxy.table_z + cfg.table_clearance_m
         coarse = []
-        sub = self._open_points
+        sub = self._open_points[::3]    # the slide needs the envelope, not every sample
         for approach, finger_dir in self._pose_candidates(proxy):
             for offset in cfg.finger_offsets_m:
                 target = proxy.center - 0.0 * approach + offset * finger_dir
