@@ -134,11 +134,23 @@ def run_launch_file(graph: str, arguments: dict[str, str]):
     return declared, env, [n.kwargs for n in nodes]
 
 
-def launcher_view(graph: str, arguments: dict[str, str]) -> dict[str, dict]:
+def _split_override_files(files: list[str]) -> tuple[list[str], dict]:
+    """Shared params files, and the merged parameters of the node-keyed override files."""
+    shared, params = [], {}
+    for f in files:
+        if f.endswith(".overrides.yaml"):
+            for section in yaml.safe_load(Path(f).read_text()).values():
+                params.update(section["ros__parameters"])
+        else:
+            shared.append(f)
+    return shared, params
+
+
+def launcher_view(graph: str, arguments: dict[str, str], tmp: Path) -> dict[str, dict]:
     """What the project launcher runs, parsed back from its command lines: name -> node facts."""
     out = {}
     for node in resolve_graph(graph, arguments):
-        argv = node_command(node)
+        argv = node_command(node, overrides_dir=tmp / "launcher")
         ros = argv[argv.index("--ros-args") + 1:]
         files, params, remaps, name = [], {}, [], None
         for flag, value in zip(ros[::2], ros[1::2]):
@@ -152,6 +164,8 @@ def launcher_view(graph: str, arguments: dict[str, str]) -> dict[str, dict]:
             else:
                 remaps.append(tuple(value.split(":=", 1)))
         module = re.search(r"from (\S+) import main", argv[2]).group(1)
+        files, from_files = _split_override_files(files)
+        params.update(from_files)
         out[name] = {"executable": node.executable, "package": node.package, "module": module,
                      "files": files, "params": params, "remappings": remaps}
     return out
@@ -163,9 +177,8 @@ def launch_view(nodes: list[dict]) -> dict[str, dict]:
     for kw in nodes:
         if kw["package"] != "functional_grasp":
             continue
-        files = [p for p in kw["parameters"] if isinstance(p, str)]
-        dicts = [p for p in kw["parameters"] if isinstance(p, dict)]
-        merged = {k: v for d in dicts for k, v in d.items()}
+        assert all(isinstance(p, str) for p in kw["parameters"]), "dict overrides lose to YAML node sections"
+        files, merged = _split_override_files(list(kw["parameters"]))
         out[kw["name"]] = {"executable": kw["executable"], "package": kw["package"],
                            "files": files, "params": merged,
                            "remappings": [tuple(r) for r in kw.get("remappings", [])]}
@@ -183,10 +196,10 @@ CASES = [
 
 
 @pytest.mark.parametrize(("graph", "arguments"), CASES)
-def test_launch_file_starts_exactly_what_the_launcher_starts(fake_launch, graph, arguments):
+def test_launch_file_starts_exactly_what_the_launcher_starts(fake_launch, graph, arguments, tmp_path):
     _, _, nodes = run_launch_file(graph, arguments)
     launched = launch_view(nodes)
-    started = launcher_view(graph, arguments)
+    started = launcher_view(graph, arguments, tmp_path)
     assert list(launched) == list(started)  # same nodes, same order
     for name, facts in started.items():
         mine = dict(facts)

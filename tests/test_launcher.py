@@ -11,23 +11,10 @@ import pytest
 import yaml
 
 from functional_grasp.graph_config import GraphConfigError, ResolvedNode
-from functional_grasp.launcher import TERM_GRACE_S, launch_graph, node_command, render_param_value
+from functional_grasp.launcher import TERM_GRACE_S, launch_graph, node_command
 
 TESTS_DIR = Path(__file__).resolve().parent
 RECEIVE_TIMEOUT_S = 10.0
-
-
-@pytest.mark.parametrize("value", [
-    True, False, 0, -3, 1.0, 0.005, -2.5e-7, "mug", "panda_link0", "/zed/zed_node/rgb",
-    "true", "False", "1.5", "", "null", "a: b", "x # y", "it's", " padded", "[1]",
-    [0.5, -0.536231, 0.499951], [1, 2], [True, False], ["a", "true", "b c"],
-])
-def test_rendered_value_reads_back_as_the_same_ros_value(value):
-    text = render_param_value(value)
-    parsed = yaml.safe_load(text)
-    assert parsed == value and type(parsed) is type(value), text
-    if isinstance(value, float):
-        assert any(c in text for c in ".e"), "a float must not read back as an int"
 
 
 def test_node_command_carries_name_files_overrides_and_remappings(tmp_path):
@@ -36,11 +23,14 @@ def test_node_command_carries_name_files_overrides_and_remappings(tmp_path):
                         module="grasp_planner.node", params_files=(params,),
                         parameters={"execute": False, "hand": "shadow", "xyz": [0.5, 0.0, 0.1]},
                         remappings=(("/a", "/b"),))
-    cmd = node_command(node, python="py")
+    cmd = node_command(node, python="py", overrides_dir=tmp_path / "ov")
     assert cmd[:2] == ["py", "-c"] and "from grasp_planner.node import main" in cmd[2]
+    overrides = tmp_path / "ov" / "grasp_planner.overrides.yaml"
     assert cmd[3:] == ["--ros-args", "-r", "__node:=grasp_planner", "--params-file", str(params),
-                       "-p", "execute:=false", "-p", "hand:=shadow", "-p", "xyz:=[0.5, 0.0, 0.1]",
-                       "-r", "/a:=/b"]
+                       "--params-file", str(overrides), "-r", "/a:=/b"]
+    # Keyed by the node's own name so it beats that node's section of the shared YAML.
+    assert yaml.safe_load(overrides.read_text()) == {
+        "grasp_planner": {"ros__parameters": {"execute": False, "hand": "shadow", "xyz": [0.5, 0.0, 0.1]}}}
 
 
 def _write_echo_graph(folder: Path) -> Path:
@@ -94,7 +84,8 @@ def test_graph_nodes_run_with_name_overrides_and_remappings_then_stop_cleanly(
 
     with launch_graph("echo", {"greeting": "hello: world"}, domain_id=ros_domain_id,
                       log_dir=tmp_path / "logs", graphs_file=graphs,
-                      extra_params={"echo_a": {"gains": [0.5, 1.5], "flag": True, "label": "true"}},
+                      extra_params={"echo_a": {"gains": [0.5, 1.5], "flag": True, "label": "true"},
+                                    "echo_b": {"label": "from_override"}},
                       extra_env={"PYTHONPATH": str(TESTS_DIR)}) as graph:
         deadline = time.monotonic() + RECEIVE_TIMEOUT_S
         while len(received) < 2 and time.monotonic() < deadline and graph.alive():
@@ -112,7 +103,8 @@ def test_graph_nodes_run_with_name_overrides_and_remappings_then_stop_cleanly(
     assert a["gains"] == [0.5, 1.5] and a["flag"] is True           # extra_params: list, bool
     assert a["label"] == "true"                                     # a string that looks like a bool
     assert a["count"] == b["count"] == 3                            # params file, /** section
-    assert b["label"] == "from_file" and b["gains"] == [0.0] and b["flag"] is False
+    # An override beats the node's own section of the params file (not only the /** one).
+    assert b["label"] == "from_override" and b["gains"] == [0.0] and b["flag"] is False
     assert codes == {"echo_a": 0, "echo_b": 0}, logs                # SIGINT -> clean shutdown
     for pid in pids.values():
         with pytest.raises(ProcessLookupError):

@@ -16,6 +16,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
+import tempfile
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any, Union
@@ -364,11 +365,38 @@ def graph_environment(graph: GraphSpec) -> dict[str, str]:
             "FASTRTPS_DEFAULT_PROFILES_FILE": str(graph.config_dir / LOCALHOST_PROFILE)}
 
 
-def launch_node_kwargs(node: ResolvedNode) -> dict[str, Any]:
-    """Keyword arguments of ``launch_ros.actions.Node`` for ``node`` (plain data, no launch import)."""
+def write_overrides_file(node: ResolvedNode, directory: str | Path | None = None) -> Path | None:
+    """Write ``node.parameters`` as a params file keyed by the node's own name; ``None`` if empty.
+
+    ROS 2 applies a node's own section of a params file after the ``/**`` section, so overrides
+    given as ``-p key:=value`` or as a launch_ros dict (both ``/**``) lose to a key in the node's
+    section of config/functional_grasp.yaml. A second file keyed by the same node name, passed
+    after the first, replaces those keys: the same rule for ``ros2 launch`` and our launcher.
+
+    Args:
+        node: resolved node.
+        directory: where to write ``<node>.overrides.yaml``; default a new temporary folder.
+    """
+    if not node.parameters:
+        return None
+    folder = Path(directory) if directory is not None else Path(tempfile.mkdtemp(prefix="fgrasp_params_"))
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{node.name}.overrides.yaml"
+    path.write_text(yaml.safe_dump({node.name: {"ros__parameters": dict(node.parameters)}},
+                                   sort_keys=True))
+    return path
+
+
+def launch_node_kwargs(node: ResolvedNode, overrides_dir: str | Path | None = None) -> dict[str, Any]:
+    """Keyword arguments of ``launch_ros.actions.Node`` for ``node`` (plain data, no launch import).
+
+    Parameter overrides go into a node-keyed params file after the shared ones
+    (:func:`write_overrides_file`), so they win over the node's section of the YAML.
+    """
     parameters: list[Any] = [str(p) for p in node.params_files]
-    if node.parameters:
-        parameters.append(dict(node.parameters))
+    overrides = write_overrides_file(node, overrides_dir)
+    if overrides is not None:
+        parameters.append(str(overrides))
     return {"package": node.package, "executable": node.executable, "name": node.name,
             "output": "screen", "parameters": parameters,
             "remappings": [tuple(r) for r in node.remappings]}

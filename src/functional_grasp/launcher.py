@@ -16,7 +16,6 @@ Example::
 from __future__ import annotations
 
 import logging
-import math
 import os
 import signal
 import subprocess
@@ -29,7 +28,7 @@ from typing import Any
 import yaml
 
 from functional_grasp.graph_config import (ParamValue, ResolvedNode, get_graph, resolve_arguments,
-                                           resolve_graph)
+                                           resolve_graph, write_overrides_file)
 
 _LOG = logging.getLogger(__name__)
 
@@ -38,51 +37,22 @@ TERM_GRACE_S = 2.0
 _POLL_S = 0.05
 
 
-def render_param_value(value: ParamValue) -> str:
-    """``value`` as the YAML text of a ``-p name:=value`` ROS command-line override.
-
-    Bools are ``true``/``false``, floats keep a decimal point (``1.0``) so ROS types them as
-    double, lists are ``[a, b]``, and strings are single-quoted whenever plain YAML would read
-    them as something else (``'true'``, ``'1.5'``, ``''``, ``'a: b'``).
-    """
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, int):
-        return str(value)
-    if isinstance(value, float):
-        if math.isnan(value):
-            return ".nan"
-        if math.isinf(value):
-            return ".inf" if value > 0 else "-.inf"
-        return repr(value)
-    if isinstance(value, str):
-        plain = (value and value == value.strip() and not any(c in value for c in ",[]{}#:'\"&*!|>%@`")
-                 and _yaml_load(value) == value)
-        return value if plain else "'" + value.replace("'", "''") + "'"
-    if isinstance(value, (list, tuple)):
-        return "[" + ", ".join(render_param_value(v) for v in value) + "]"
-    raise TypeError(f"{value!r} is not a ROS parameter value")
-
-
-def _yaml_load(text: str) -> Any:
-    try:
-        return yaml.safe_load(text)
-    except yaml.YAMLError:
-        return None
-
-
-def node_command(node: ResolvedNode, python: str | None = None) -> list[str]:
+def node_command(node: ResolvedNode, python: str | None = None,
+                 overrides_dir: str | Path | None = None) -> list[str]:
     """argv that runs ``node``'s ``main()`` in a fresh interpreter with its ROS arguments.
 
     ``main()`` is imported and called directly (no ``-m``), so a node module needs no
     ``if __name__ == "__main__"`` block; rclpy reads the ``--ros-args`` from ``sys.argv``.
+    Parameter overrides are written to ``<overrides_dir>/<node>.overrides.yaml`` (keyed by the
+    node name, passed last) so that they beat the node's own section of the shared YAML.
     """
     bootstrap = f"import sys; from {node.module} import main; sys.exit(main())"
     cmd = [python or sys.executable, "-c", bootstrap, "--ros-args", "-r", f"__node:={node.name}"]
     for path in node.params_files:
         cmd += ["--params-file", str(path)]
-    for key, value in node.parameters.items():
-        cmd += ["-p", f"{key}:={render_param_value(value)}"]
+    overrides = write_overrides_file(node, overrides_dir)
+    if overrides is not None:
+        cmd += ["--params-file", str(overrides)]
     for src, dst in node.remappings:
         cmd += ["-r", f"{src}:={dst}"]
     return cmd
@@ -209,7 +179,8 @@ def launch_graph(graph: str, arguments: Mapping[str, Any] | None = None, domain_
         for node in nodes:
             with open(running.log_path(node.name), "wb") as log:
                 running._add(node.name, subprocess.Popen(
-                    node_command(node), env=env, stdin=subprocess.DEVNULL, stdout=log,
+                    node_command(node, overrides_dir=log_dir / "params"), env=env,
+                    stdin=subprocess.DEVNULL, stdout=log,
                     stderr=subprocess.STDOUT, start_new_session=True))
     except BaseException:
         running.stop()

@@ -1,0 +1,315 @@
+"""``fgrasp bench``: time the stack's parts on this machine, in this run (no stored numbers).
+
+Sections (each a function returning a flat dict of numbers whose key ends with its unit):
+
+- ``kinematics`` — :func:`grasp_planner.bench_kinematics.run`: IK success rate and solve times.
+- ``perception`` — the tabletop segmenter on a rendered simulator RGB-D frame, repeated.
+- ``sim`` — physics steps per second of the full scene, RGB-D render time, one disturbance test.
+- ``planner`` — :meth:`GraspPlanner.plan` on the segmented simulator cloud: total and per stage.
+
+The simulator scene is the one the ``sim`` graph builds (same camera pose and object placement,
+see :func:`functional_grasp.demo.sim_scene_config`); it is built once and shared by the sections.
+"""
+from __future__ import annotations
+
+import os
+import platform
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+#: Sections in the order they run.
+SECTIONS = ("kinematics", "perception", "sim", "planner")
+#: Unit shown for a metric, by the suffix of its key.
+_UNIT_SUFFIXES = (("_per_s", "1/s"), ("_ms", "ms"), ("_us", "µs"), ("_s", "s"), ("_m", "m"),
+                  ("_kg", "kg"), ("_rate", "fraction"), ("_fraction", "fraction"))
+
+
+@dataclass(frozen=True)
+class BenchConfig:
+    """Sizes of one benchmark run.
+
+    Attributes:
+        object: simulator object for the perception, sim and planner sections.
+        hand: hand description name.
+        quick: small sample sizes (seconds instead of minutes; for tests and smoke checks).
+        ik_targets: reachable IK targets of the kinematics section.
+        segment_runs: segmentations of the same frame.
+        physics_steps: physics steps timed in the sim section.
+        render_runs: RGB-D renders timed in the sim section.
+        plan_runs: planner calls on the same cloud.
+        seed: seed of the IK target generator.
+    """
+
+    object: str = "mug"
+    hand: str = "shadow"
+    quick: bool = False
+    ik_targets: int = 1000
+    segment_runs: int = 20
+    physics_steps: int = 5000
+    render_runs: int = 10
+    plan_runs: int = 3
+    seed: int = 0
+
+    @classmethod
+    def make(cls, quick: bool = False, **kwargs: Any) -> "BenchConfig":
+        """Full sizes, or the quick ones when ``quick``; ``kwargs`` override either."""
+        sizes = (dict(ik_targets=50, segment_runs=3, physics_steps=500, render_runs=2, plan_runs=1)
+                 if quick else {})
+        return cls(quick=quick, **{**sizes, **kwargs})
+
+    def __post_init__(self) -> None:
+        for name in ("ik_targets", "segment_runs", "physics_steps", "render_runs", "plan_runs"):
+            if int(getattr(self, name)) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+
+
+def unit_of(key: str) -> str:
+    """Unit of a metric from its key suffix (``median_ms`` → ``ms``); empty for counts."""
+    for suffix, unit in _UNIT_SUFFIXES:
+        if key.endswith(suffix):
+            return unit
+    return ""
+
+
+def _stats(values: Sequence[float], prefix: str, unit: str) -> dict[str, float]:
+    arr = np.asarray(values, dtype=float)
+    return {f"{prefix}median_{unit}": float(np.median(arr)), f"{prefix}p95_{unit}": float(np.percentile(arr, 95)),
+            f"{prefix}max_{unit}": float(np.max(arr))}
+
+
+class _Scene:
+    """The simulated scene, a rendered frame and its segmentation, built on first use."""
+
+    def __init__(self, config: BenchConfig) -> None:
+        self.config = config
+        self._world = None
+        self._frame = None
+        self._cloud = None
+
+    @property
+    def world(self):
+        if self._world is None:
+            from functional_grasp.demo import sim_scene_config
+            from sim_bridge.world import SimWorld
+
+            t0 = time.perf_counter()
+            self._world = SimWorld(sim_scene_config(self.config.object, self.config.hand))
+            self.build_s = time.perf_counter() - t0
+            self._world.step(int(round(0.2 / self._world.model.opt.timestep)))  # let the object settle
+        return self._world
+
+    def frame(self):
+        """(rgb, depth, perception intrinsics, T_base_camera) of one rendered frame."""
+        if self._frame is None:
+            from grasp_perception.camera import CameraIntrinsics
+
+            f = self.world.render_rgbd()
+            k = f.intrinsics
+            self._frame = (f.rgb, f.depth, CameraIntrinsics(width=k.width, height=k.height, fx=k.fx,
+                                                            fy=k.fy, cx=k.cx, cy=k.cy),
+                           f.T_base_camera_optical)
+        return self._frame
+
+    def segmenter(self):
+        from functional_grasp.demo import node_parameters
+        from grasp_perception.segmentation import SegmentationConfig, make_segmenter
+
+        p = node_parameters("sim", "grasp_perception")
+        d = SegmentationConfig()
+        cfg = SegmentationConfig(
+            workspace_min_m=tuple(p.get("workspace_min_xyz", d.workspace_min_m)),
+            workspace_max_m=tuple(p.get("workspace_max_xyz", d.workspace_max_m)),
+            voxel_size_m=float(p.get("voxel_size_m", d.voxel_size_m)),
+            plane_distance_m=float(p.get("plane_distance_m", d.plane_distance_m)),
+            cluster_tolerance_m=float(p.get("cluster_tolerance_m", d.cluster_tolerance_m)),
+            min_cluster_points=int(p.get("min_cluster_points", d.min_cluster_points)),
+            target=str(p.get("target", d.target)),
+            target_point_m=tuple(p.get("target_point", d.target_point_m)),
+            target_index=int(p.get("target_index", d.target_index)))
+        return make_segmenter(str(p.get("segmenter", "tabletop")), cfg)
+
+    def cloud(self) -> np.ndarray:
+        """(N, 3) float64 object points, metres, base frame."""
+        if self._cloud is None:
+            rgb, depth, k, T = self.frame()
+            self._cloud = np.asarray(self.segmenter().segment(rgb, depth, k, T).points, dtype=float)
+        return self._cloud
+
+    def close(self) -> None:
+        if self._world is not None:
+            self._world.close()
+
+
+def bench_kinematics(config: BenchConfig, scene: _Scene) -> dict[str, float]:
+    """IK benchmark of :mod:`grasp_planner.bench_kinematics` with ``config.ik_targets`` targets."""
+    from grasp_planner import bench_kinematics
+
+    return {k: float(v) for k, v in bench_kinematics.run(n=config.ik_targets, seed=config.seed).items()}
+
+
+def bench_perception(config: BenchConfig, scene: _Scene) -> dict[str, float]:
+    """Segment one rendered frame ``segment_runs`` times: wall time and per-stage medians (ms)."""
+    rgb, depth, k, T = scene.frame()
+    seg = scene.segmenter()
+    times_ms, stages, n_points = [], {}, 0
+    for _ in range(config.segment_runs):
+        t0 = time.perf_counter()
+        res = seg.segment(rgb, depth, k, T)
+        times_ms.append((time.perf_counter() - t0) * 1e3)
+        n_points = len(res.points)
+        for name, ms in res.timings_ms.items():
+            stages.setdefault(name, []).append(ms)
+    out = {"runs": float(config.segment_runs), "image_width": float(k.width), "image_height": float(k.height),
+           "object_points": float(n_points), **_stats(times_ms, "", "ms")}
+    out.update({f"stage_{name}_median_ms": float(np.median(v)) for name, v in stages.items()})
+    return out
+
+
+def bench_sim(config: BenchConfig, scene: _Scene) -> dict[str, float]:
+    """Physics steps/s of the full scene, RGB-D render time, and one disturbance test's wall time."""
+    from sim_bridge.evaluation import run_disturbance_test
+
+    world = scene.world
+    out = {"scene_build_s": float(scene.build_s)}
+    world.render_rgbd()  # the first render creates the OpenGL context; not timed
+    t0 = time.perf_counter()
+    world.step(config.physics_steps)
+    dt = time.perf_counter() - t0
+    steps_per_s = config.physics_steps / dt
+    out.update({"physics_steps": float(config.physics_steps), "physics_steps_per_s": steps_per_s,
+                "max_real_time_factor": steps_per_s * float(world.model.opt.timestep)})
+    render_ms = []
+    for _ in range(config.render_runs):
+        t0 = time.perf_counter()
+        world.render_rgbd()
+        render_ms.append((time.perf_counter() - t0) * 1e3)
+    out.update(_stats(render_ms, "rgbd_render_", "ms"))
+    result = run_disturbance_test(world)
+    out.update({"disturbance_test_wall_s": float(result.wall_time_s),
+                "disturbance_test_sim_s": float(result.sim_time_s)})
+    return out
+
+
+def build_planner(hand_name: str):
+    """A GraspPlanner configured from the ``grasp_planner`` parameters of the ``sim`` graph."""
+    from functional_grasp.demo import node_parameters
+    from grasp_planner.hands import load_hand
+    from grasp_planner.motion import make_backend
+    from grasp_planner.motion.builtin import BuiltinPlannerConfig
+    from grasp_planner.pipeline import GraspPlanner, PlannerConfig
+
+    from grasp_planner.franka_ik import FrankaKinematics, IKConfig
+    from grasp_planner.node import PlannerNodeConfig
+
+    p = node_parameters("sim", "grasp_planner", {"hand": hand_name})
+    d = PlannerNodeConfig()
+    get = lambda key: p.get(key, getattr(d, key))  # noqa: E731
+    hand = load_hand(hand_name)
+    # Mirrors PlannerNode.__init__/_make_backend (builtin backend), so the numbers are the node's.
+    kinematics = FrankaKinematics(config=IKConfig(seed=int(get("seed"))))
+    backend = make_backend("builtin", config=BuiltinPlannerConfig(
+        object_contact_segments=3, hand_length_m=hand.capsule_length_m, hand_radius_m=hand.capsule_radius_m,
+        velocity_scale=float(get("velocity_scale"))), kinematics=kinematics, hand=hand)
+    cfg = PlannerConfig(approach_offset_m=float(get("approach_offset_m")), lift_height_m=float(get("lift_height_m")),
+                        table_z_m=float(get("table_z_m")), num_candidates=int(get("num_candidates")),
+                        camera_xyz=tuple(float(v) for v in get("camera_xyz")))
+    return GraspPlanner(hand, backend, cfg, kinematics=kinematics)
+
+
+def bench_planner(config: BenchConfig, scene: _Scene) -> dict[str, float]:
+    """``GraspPlanner.plan`` on the segmented simulator cloud, ``plan_runs`` times."""
+    cloud = scene.cloud()
+    start = scene.world.joint_positions()
+    planner = build_planner(config.hand)
+    totals, stages, ok = [], {}, 0
+    for _ in range(config.plan_runs):
+        t0 = time.perf_counter()
+        res = planner.plan(cloud, start)
+        totals.append(time.perf_counter() - t0)
+        ok += bool(res.success)
+        for name, s in res.timings_s.items():
+            stages.setdefault(name, []).append(s)
+    out = {"runs": float(config.plan_runs), "cloud_points": float(len(cloud)),
+           "success_rate": ok / config.plan_runs, **_stats(totals, "", "s")}
+    out.update({f"stage_{name}_median_s": float(np.median(v)) for name, v in stages.items()})
+    return out
+
+
+#: Section name -> function(config, scene) -> metrics.
+SECTION_FUNCTIONS: dict[str, Callable[[BenchConfig, _Scene], dict[str, float]]] = {
+    "kinematics": bench_kinematics, "perception": bench_perception, "sim": bench_sim,
+    "planner": bench_planner,
+}
+
+
+def run_bench(sections: Sequence[str], config: BenchConfig,
+              on_section: Callable[[str, dict, float], None] | None = None) -> dict[str, Any]:
+    """Run ``sections`` in :data:`SECTIONS` order and return the JSON-ready results.
+
+    Args:
+        sections: names from :data:`SECTIONS` (empty: all).
+        config: sample sizes and scene.
+        on_section: called after each section with (name, metrics, wall seconds).
+
+    Returns:
+        ``{"created_at", "config", "machine", "versions", "sections": {name: metrics},
+        "section_wall_s": {name: s}}``; a section that raised has ``{"error": "..."}``.
+
+    Raises:
+        ValueError: an unknown section name.
+    """
+    from dataclasses import asdict
+
+    from functional_grasp.demo import versions
+
+    unknown = [s for s in sections if s not in SECTION_FUNCTIONS]
+    if unknown:
+        raise ValueError(f"unknown bench section(s) {unknown}; choose from {', '.join(SECTIONS)}")
+    chosen = [s for s in SECTIONS if s in sections] if sections else list(SECTIONS)
+    os.environ.setdefault("MUJOCO_GL", "egl")
+    scene = _Scene(config)
+    results: dict[str, Any] = {}
+    wall: dict[str, float] = {}
+    try:
+        for name in chosen:
+            t0 = time.perf_counter()
+            try:
+                results[name] = SECTION_FUNCTIONS[name](config, scene)
+            except Exception as exc:  # noqa: BLE001 - one broken section must not hide the others
+                results[name] = {"error": f"{type(exc).__name__}: {exc}"}
+            wall[name] = time.perf_counter() - t0
+            if on_section is not None:
+                on_section(name, results[name], wall[name])
+    finally:
+        scene.close()
+    return {"created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "config": asdict(config),
+            "machine": {"cpus": os.cpu_count(), "platform": platform.platform(),
+                        "processor": platform.machine()},
+            "versions": versions(), "sections": results, "section_wall_s": wall}
+
+
+def table_rows(results: Mapping[str, Any]) -> list[tuple[str, str, Any, str]]:
+    """(section, metric, value, unit) rows of every section's metrics."""
+    rows = []
+    for section, metrics in results["sections"].items():
+        for key, value in metrics.items():
+            rows.append((section, key, value, "" if key == "error" else unit_of(key)))
+    return rows
+
+
+def write_json(path: Path, results: Mapping[str, Any]) -> None:
+    """Write the results as JSON, atomically (NaN becomes null)."""
+    import json
+
+    from functional_grasp.demo import json_safe, atomic_write_bytes
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_bytes(path, (json.dumps(json_safe(results), indent=2, allow_nan=False) + "\n").encode())
