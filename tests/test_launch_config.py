@@ -423,3 +423,14 @@ def test_default_camera_optical_axis_looks_at_the_object_area(source):
     assert 35.0 < math.degrees(math.asin(-z_axis[2])) < 45.0            # ~40 deg down
     assert abs(x_axis[2]) < 0.05                                        # no roll: image x level
     assert y_axis[2] < -0.5                                             # image down is world down
+
+
+def test_simulator_default_camera_is_the_configured_camera():
+    """Scripts that build a SceneConfig() see the table from where the node graph's camera is."""
+    from sim_bridge.scene import SceneConfig
+
+    shared = _params()["/**"]["ros__parameters"]
+    scene = SceneConfig()
+    np.testing.assert_allclose(scene.camera_xyz, shared["camera_xyz"], atol=1e-6)
+    q_scene, q_yaml = np.array(scene.camera_quat_xyzw), np.array(shared["camera_quat_xyzw"])
+    assert abs(abs(q_scene @ q_yaml) - 1.0) < 1e-5          # same rotation (q ~ -q)

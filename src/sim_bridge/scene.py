@@ -42,7 +42,9 @@ def look_at_optical(eye: np.ndarray, target: np.ndarray) -> tuple[float, float, 
 
 #: Default camera: a ZED-like sensor on a stand at the right side of the table, ~0.75 m from
 #: the object area around (0.5, 0, 0.05), looking ~37° down.
-DEFAULT_CAMERA_XYZ = (0.5, -0.6, 0.5)
+#: Same camera as the shared `/**` section of config/functional_grasp.yaml (a test keeps them equal):
+#: on a stand at the robot's right, 0.7 m from (0.5, 0, 0.05), 40 degrees down.
+DEFAULT_CAMERA_XYZ = (0.5, -0.536231, 0.499951)
 DEFAULT_CAMERA_QUAT_XYZW = look_at_optical(np.array(DEFAULT_CAMERA_XYZ), np.array([0.5, 0.0, 0.05]))
 
 
