@@ -6,8 +6,7 @@ import math
 import time
 
 import rclpy
-from rcl_interfaces.msg import (FloatingPointRange, IntegerRange, ParameterDescriptor,
-                                SetParametersResult)
+from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor
 from rclpy.exceptions import ParameterException
 from rclpy.executors import ExternalShutdownException
 from rclpy.node import Node
@@ -15,6 +14,7 @@ from sensor_msgs.msg import CameraInfo, Image, PointCloud2
 from std_msgs.msg import String
 
 from grasp_common import qos
+from grasp_common.params import refuse_runtime_changes
 from grasp_common.rosenv import localhost_env
 from grasp_perception.config import PerceptionConfig
 from grasp_perception.conversions import (camera_info_to_intrinsics, image_to_depth_m, image_to_rgb,
@@ -136,7 +136,7 @@ class PerceptionNode(Node):
         self.create_subscription(Image, cfg.color_topic, lambda m: self._on_image("a", m), qos.SENSOR)
         self.create_subscription(Image, cfg.depth_topic, lambda m: self._on_image("b", m), qos.SENSOR)
         self.create_timer(max(self._min_period_s / RATE_TIMER_DIVISOR, MIN_TIMER_PERIOD_S), self._process_pending)
-        self.add_on_set_parameters_callback(self._reject_parameter_changes)
+        self.add_on_set_parameters_callback(refuse_runtime_changes(_PARAMETERS, "perception"))
         self.get_logger().info(
             f"segmenting '{cfg.color_topic}' + '{cfg.depth_topic}' with '{cfg.segmenter}' "
             f"(target {cfg.segmentation.target}) → '{cfg.cloud_topic}' in '{cfg.base_frame}'")
@@ -162,15 +162,6 @@ class PerceptionNode(Node):
             mask_topic=p["mask_topic"], base_frame=p["base_frame"], camera_xyz_m=tuple(p["camera_xyz"]),
             camera_quat_xyzw=tuple(p["camera_quat_xyzw"]), segmenter=p["segmenter"],
             max_rate_hz=p["max_rate_hz"], sync_tolerance_s=p["sync_tolerance_s"], segmentation=segmentation)
-
-    def _reject_parameter_changes(self, params) -> SetParametersResult:
-        """Parameters are read once; refuse runtime changes with the reason."""
-        ours = [p.name for p in params if p.name in _PARAMETERS]
-        if ours:
-            return SetParametersResult(successful=False, reason=(
-                f"{', '.join(ours)}: perception parameters are read once at start-up; restart the node "
-                "(or relaunch with the new value in the YAML)"))
-        return SetParametersResult(successful=True)
 
     # --- callbacks ----------------------------------------------------------------------------
     def _on_camera_info(self, msg: CameraInfo) -> None:

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 import numpy as np
 import rclpy
 import rclpy.logging
-from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor, SetParametersResult
+from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor
 from rclpy.exceptions import ParameterException
 from rclpy.executors import ExternalShutdownException
 from rclpy.node import Node
@@ -35,6 +35,7 @@ from trajectory_msgs.msg import JointTrajectory
 from visualization_msgs.msg import MarkerArray
 
 from grasp_common import qos, topics
+from grasp_common.params import refuse_runtime_changes
 from grasp_common.rosenv import localhost_env
 from grasp_perception.conversions import cloud_to_numpy
 from grasp_perception.errors import MalformedMessageError
@@ -211,7 +212,7 @@ class PlannerNode(Node):
         self.create_subscription(PointCloud2, cfg.cloud_topic, self._on_cloud, qos.LATCHED)
         self.create_subscription(JointState, topics.JOINT_STATES, self._on_joint_state, qos.STATE)
         self.create_service(Trigger, "~/replan", self._on_replan)
-        self.add_on_set_parameters_callback(self._reject_parameter_changes)
+        self.add_on_set_parameters_callback(refuse_runtime_changes(_PARAMETERS, "planner"))
         self._worker = threading.Thread(target=self._work, name="grasp_planner_worker", daemon=True)
         self._worker.start()
         self.get_logger().info(
@@ -252,15 +253,6 @@ class PlannerNode(Node):
             backend.api  # noqa: B018 - import moveit_py now: a missing install is a start-up error
             return backend
         return make_backend(cfg.motion_backend)  # raises ValueError naming the options
-
-    def _reject_parameter_changes(self, params) -> SetParametersResult:
-        """Parameters are read once; refuse runtime changes with the reason."""
-        ours = [p.name for p in params if p.name in _PARAMETERS]
-        if ours:
-            return SetParametersResult(successful=False, reason=(
-                f"{', '.join(ours)}: planner parameters are read once at start-up; restart the node "
-                "(or relaunch with the new value in the YAML)"))
-        return SetParametersResult(successful=True)
 
     # --- callbacks (executor thread) --------------------------------------------------------------
     def _on_joint_state(self, msg: JointState) -> None:
