@@ -41,7 +41,6 @@ from grasp_perception.conversions import cloud_to_numpy
 from grasp_perception.errors import MalformedMessageError
 from grasp_planner import conversions
 from grasp_planner.franka_ik import FrankaKinematics, IKConfig
-from grasp_planner.hand_kinematics import HandKinematics
 from grasp_planner.hands import HandDescription, load_hand
 from grasp_planner.markers import grasp_markers, make_hand_surface_fn
 from grasp_planner.model_paths import ModelNotFoundError
@@ -189,7 +188,8 @@ class PlannerNode(Node):
                 approach_offset_m=cfg.approach_offset_m, lift_height_m=cfg.lift_height_m,
                 table_z_m=cfg.table_z_m, num_candidates=cfg.num_candidates, camera_xyz=cfg.camera_xyz),
                 kinematics=self._kinematics)
-            self._hand_surface = make_hand_surface_fn(HandKinematics(self.hand), self.hand.palm_center)
+            # Markers are built on the planning thread: reuse the synthesiser's hand kinematics.
+            self._hand_surface = make_hand_surface_fn(self.planner.synthesizer.kin, self.hand.palm_center)
         except BaseException:
             self.destroy_node()  # release the half-built node's handles before reporting
             raise
