@@ -6,8 +6,7 @@ import pytest
 
 from grasp_planner.franka_ik import FrankaKinematics
 from grasp_planner.hands import load_hand
-from grasp_planner.motion.builtin import BuiltinJointPlanner, BuiltinPlannerConfig
-from grasp_planner.pipeline import GraspPlanner, PlannerConfig
+from grasp_planner.pipeline import GraspPlanner, PlannerConfig, builtin_backend
 from grasp_planner.robots import panda
 from grasp_planner.safety import SafetyLimits, check_trajectory
 from test_grasp_synthesis import CAMERA_XYZ, visible_cylinder
@@ -16,10 +15,8 @@ from test_grasp_synthesis import CAMERA_XYZ, visible_cylinder
 @pytest.fixture(scope="module")
 def planner():
     hand = load_hand("shadow")
-    backend = BuiltinJointPlanner(BuiltinPlannerConfig(object_contact_segments=2,
-                                                       hand_length_m=hand.capsule_length_m,
-                                                       hand_radius_m=hand.capsule_radius_m), hand=hand)
-    return GraspPlanner(hand, backend, PlannerConfig(camera_xyz=tuple(CAMERA_XYZ)))
+    config = PlannerConfig(camera_xyz=tuple(CAMERA_XYZ))
+    return GraspPlanner(hand, builtin_backend(hand, config), config)
 
 
 def start_state(hand):

@@ -200,9 +200,7 @@ def build_planner(hand_name: str):
     """A GraspPlanner configured from the ``grasp_planner`` parameters of the ``sim`` graph."""
     from functional_grasp.demo import node_parameters
     from grasp_planner.hands import load_hand
-    from grasp_planner.motion import make_backend
-    from grasp_planner.motion.builtin import BuiltinPlannerConfig
-    from grasp_planner.pipeline import GraspPlanner, PlannerConfig
+    from grasp_planner.pipeline import GraspPlanner, PlannerConfig, builtin_backend
 
     from grasp_planner.franka_ik import FrankaKinematics, IKConfig
     from grasp_planner.node import PlannerNodeConfig
@@ -211,14 +209,12 @@ def build_planner(hand_name: str):
     d = PlannerNodeConfig()
     get = lambda key: p.get(key, getattr(d, key))  # noqa: E731
     hand = load_hand(hand_name)
-    # Mirrors PlannerNode.__init__/_make_backend (builtin backend), so the numbers are the node's.
+    # Same parameters and backend factory as PlannerNode (builtin backend): the node's numbers.
     kinematics = FrankaKinematics(config=IKConfig(seed=int(get("seed"))))
-    backend = make_backend("builtin", config=BuiltinPlannerConfig(
-        object_contact_segments=3, hand_length_m=hand.capsule_length_m, hand_radius_m=hand.capsule_radius_m,
-        velocity_scale=float(get("velocity_scale"))), kinematics=kinematics, hand=hand)
     cfg = PlannerConfig(approach_offset_m=float(get("approach_offset_m")), lift_height_m=float(get("lift_height_m")),
                         table_z_m=float(get("table_z_m")), num_candidates=int(get("num_candidates")),
                         camera_xyz=tuple(float(v) for v in get("camera_xyz")))
+    backend = builtin_backend(hand, cfg, float(get("velocity_scale")), kinematics)
     return GraspPlanner(hand, backend, cfg, kinematics=kinematics)
 
 

@@ -47,7 +47,7 @@ from grasp_planner.model_paths import ModelNotFoundError
 from grasp_planner.motion import BACKEND_NAMES, MotionBackend, MotionPlan, make_backend
 from grasp_planner.motion.builtin import BuiltinPlannerConfig
 from grasp_planner.object_model import MIN_OBJECT_POINTS
-from grasp_planner.pipeline import GraspPlanner, PlannerConfig, PlanResult
+from grasp_planner.pipeline import GraspPlanner, PlannerConfig, PlanResult, builtin_backend
 from grasp_planner.robots import panda
 from grasp_planner.safety import SafetyLimits, check_trajectory
 
@@ -184,10 +184,8 @@ class PlannerNode(Node):
             self.hand: HandDescription = load_hand(cfg.hand)
             self._kinematics = FrankaKinematics(config=IKConfig(seed=cfg.seed))  # worker thread only
             self.backend = self._make_backend()
-            self.planner = GraspPlanner(self.hand, self.backend, PlannerConfig(
-                approach_offset_m=cfg.approach_offset_m, lift_height_m=cfg.lift_height_m,
-                table_z_m=cfg.table_z_m, num_candidates=cfg.num_candidates, camera_xyz=cfg.camera_xyz),
-                kinematics=self._kinematics)
+            self.planner = GraspPlanner(self.hand, self.backend, self._planner_config(),
+                                        kinematics=self._kinematics)
             # Markers are built on the planning thread: reuse the synthesiser's hand kinematics.
             self._hand_surface = make_hand_surface_fn(self.planner.synthesizer.kin, self.hand.palm_center)
         except BaseException:
@@ -237,13 +235,16 @@ class PlannerNode(Node):
             cloud_topic=p["cloud_topic"], plan_on_cloud=bool(p["plan_on_cloud"]),
             joint_state_timeout_s=float(p["joint_state_timeout_s"]))
 
+    def _planner_config(self) -> PlannerConfig:
+        cfg = self.config
+        return PlannerConfig(approach_offset_m=cfg.approach_offset_m, lift_height_m=cfg.lift_height_m,
+                             table_z_m=cfg.table_z_m, num_candidates=cfg.num_candidates,
+                             camera_xyz=cfg.camera_xyz)
+
     def _make_backend(self) -> MotionBackend:
         cfg, hand = self.config, self.hand
         if cfg.motion_backend == "builtin":
-            return make_backend("builtin", config=BuiltinPlannerConfig(
-                object_contact_segments=3, hand_length_m=hand.capsule_length_m,
-                hand_radius_m=hand.capsule_radius_m, velocity_scale=cfg.velocity_scale),
-                kinematics=self._kinematics, hand=hand)
+            return builtin_backend(hand, self._planner_config(), cfg.velocity_scale, self._kinematics)
         if cfg.motion_backend == "moveit_py":
             from grasp_planner.motion.moveit_py_backend import MoveItPyConfig
 

@@ -16,6 +16,7 @@ from grasp_planner.franka_ik import FrankaKinematics
 from grasp_planner.grasp_synthesis import GraspCandidate, GraspSynthesizer, SynthesisConfig
 from grasp_planner.hands.description import HandDescription
 from grasp_planner.motion.base import MotionBackend, MotionPlan, PlanningError, PlanningScene
+from grasp_planner.motion.builtin import BuiltinJointPlanner, BuiltinPlannerConfig
 from grasp_planner.object_model import ObjectModelError, build_object_proxy
 from grasp_planner.robots import panda
 
@@ -61,6 +62,20 @@ class PlanResult:
     def joint_goal(self) -> dict:
         """Arm + hand goal at the grasp (joint name → radians)."""
         return {**self.arm_goal, **self.hand_goal}
+
+
+def builtin_backend(hand: HandDescription, config: PlannerConfig, velocity_scale: float = 0.3,
+                    kinematics: FrankaKinematics | None = None) -> BuiltinJointPlanner:
+    """The built-in motion planner set up for this planner's waypoints and hand.
+
+    The object may be touched only in the trailing segments that approach it, close the hand
+    and (if any) lift it; the arm envelope beyond the flange is the hand's planning capsule.
+    """
+    contact_segments = 2 + (1 if config.lift_height_m > 0 else 0)
+    return BuiltinJointPlanner(BuiltinPlannerConfig(
+        object_contact_segments=contact_segments, hand_length_m=hand.capsule_length_m,
+        hand_radius_m=hand.capsule_radius_m, velocity_scale=velocity_scale),
+        kinematics=kinematics, hand=hand)
 
 
 class GraspPlanner:
