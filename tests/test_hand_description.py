@@ -70,3 +70,16 @@ def test_description_validates_palm_normal():
     hand = load_hand("shadow")
     with pytest.raises(ValueError, match="unit vector"):
         dataclasses.replace(hand, palm_normal=(0.0, 2.0, 0.0))
+
+
+def test_shadow_declares_no_couplings_and_plans_its_22_finger_joints():
+    """J1/J2 stay independent (underactuated tendon, no fixed ratio): A is the identity on them."""
+    hand = load_hand("shadow")
+    assert hand.couplings == () and hand.actuated_joints == hand.planned_joints
+    assert len(hand.actuated_joints) == 22 and "rh_FFJ1" in hand.actuated_joints
+    A, b = hand.coupling_matrix()
+    rows = [hand.joint_names.index(n) for n in hand.actuated_joints]
+    np.testing.assert_array_equal(A[rows], np.eye(22))
+    assert not A[[hand.joint_names.index("rh_WRJ1")]].any() and not b.any()
+    with pytest.raises(ValueError, match="'rh_WRJ1' is fixed at 0.0000"):
+        hand.expand({"rh_WRJ1": 0.3})

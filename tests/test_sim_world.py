@@ -144,3 +144,48 @@ def test_render_configuration_leaves_simulation_untouched(box_world):
     assert other.shape == (240, 320, 3)
     assert np.abs(other.astype(int) - now.astype(int)).sum(axis=-1).astype(bool).mean() > 0.01
     np.testing.assert_array_equal(box_world.data.qpos, qpos)
+
+
+# ---------------------------------------------------------------- coupled hands (Inspire, OYMotion)
+@pytest.fixture(scope="module", params=["inspire", "oymotion"])
+def coupled_world(request):
+    with SimWorld(SceneConfig(hand=request.param, object="box", object_xy=(0.7, 0.3))) as world:
+        yield world
+
+
+def test_coupled_hand_scene_reports_every_joint_and_opens_in_reset(coupled_world):
+    hand = coupled_world.hand
+    assert coupled_world.joint_names == tuple(f"panda_joint{i}" for i in range(1, 8)) + hand.joint_names
+    servo_joints = {coupled_world.model.joint(int(j)).name
+                    for j in coupled_world.model.actuator_trnid[:, 0]} - set(coupled_world.arm_joint_names)
+    assert servo_joints == set(hand.actuated_joints)          # followers have no actuator
+    coupled_world.reset()
+    q = coupled_world.joint_positions()
+    assert q == pytest.approx({**q, **hand.expand({})}, abs=1e-9)   # open: actuated at 0, followers coupled
+
+
+def test_coupled_hand_closes_on_command_and_couplings_hold(coupled_world):
+    hand = coupled_world.hand
+    coupled_world.reset()
+    coupled_world.set_targets(hand.closed_pose)
+    coupled_world.step(750)                                   # 1.5 s
+    q = coupled_world.joint_positions()
+    outer = [j for j in hand.actuated_joints if any(f in j for f in ("ring", "little", "pinky"))]
+    assert len(outer) == 2
+    for leader in outer:                                      # outer fingers close freely
+        assert q[leader] == pytest.approx(hand.closed_pose[leader], abs=0.05), leader
+    for c in hand.couplings:
+        assert q[c.follower] == pytest.approx(c.multiplier * q[c.leader] + c.offset, abs=0.01), c.follower
+    assert coupled_world.object_pose()[0][2] < 0.2            # the box far away was not disturbed
+
+
+def test_follower_targets_are_derived_from_their_leader(coupled_world):
+    hand = coupled_world.hand
+    c = hand.couplings[-1]
+    coupled_world.reset()
+    before = coupled_world.joint_targets()
+    with pytest.raises(ValueError, match=f"follows '{c.leader}'.*command '{c.leader}'"):
+        coupled_world.set_targets({c.follower: 0.3})
+    assert coupled_world.joint_targets() == before
+    coupled_world.set_targets({c.leader: 0.4, c.follower: 99.0})   # leader wins
+    assert coupled_world.joint_targets()[c.follower] == pytest.approx(c.multiplier * 0.4 + c.offset)

@@ -12,7 +12,7 @@ from builtin_interfaces.msg import Duration, Time
 from geometry_msgs.msg import Point, PoseStamped
 from scipy.spatial.transform import Rotation
 from sensor_msgs.msg import JointState
-from std_msgs.msg import ColorRGBA
+from std_msgs.msg import ColorRGBA, Float64MultiArray, MultiArrayDimension
 from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint
 from visualization_msgs.msg import Marker, MarkerArray
 
@@ -94,6 +94,30 @@ def trajectory_msg(plan: MotionPlan, frame_id: str = "", stamp: Time | None = No
     msg.points = [JointTrajectoryPoint(positions=row.tolist(), time_from_start=seconds_to_duration(t))
                   for row, t in zip(plan.positions, plan.times_s)]
     return msg
+
+
+def hand_setpoint_msg(command_type: str, names: Sequence[str], positions: Sequence[float],
+                      stamp: Time | None = None) -> JointState | Float64MultiArray:
+    """One hand position set-point in a driver's message type (see ``grasp_planner.hardware``).
+
+    Args:
+        command_type: ``"sensor_msgs/JointState"`` (named positions) or
+            ``"std_msgs/Float64MultiArray"`` (positions in ``names`` order, one labelled dimension).
+        names: n hand joint names, the command order.
+        positions: (n,) radians.
+        stamp: JointState header stamp (None: zero).
+
+    Raises:
+        ValueError: another command type, length mismatch or non-finite positions.
+    """
+    msg = joint_state_msg(names, positions, stamp)  # validates length and finiteness
+    if command_type == "sensor_msgs/JointState":
+        return msg
+    if command_type == "std_msgs/Float64MultiArray":
+        out = Float64MultiArray(data=list(msg.position))
+        out.layout.dim = [MultiArrayDimension(label="hand_joints", size=len(msg.position), stride=len(msg.position))]
+        return out
+    raise ValueError(f"'{command_type}' is not a set-point type (sensor_msgs/JointState, std_msgs/Float64MultiArray)")
 
 
 def pose_stamped_msg(T: np.ndarray, frame_id: str, stamp: Time | None = None) -> PoseStamped:

@@ -1,4 +1,5 @@
-"""Hand kinematics from the hand's MJCF: surface points of every collision geom, fingertips, palm frame.
+"""Hand kinematics from the hand's model (MJCF, or URDF converted in memory): surface points of
+every collision geom, fingertips, palm frame.
 
 MuJoCo is used here as a kinematics library only (``mj_kinematics`` on a hand-only model whose
 root body is fixed at the origin). All poses are in the hand ROOT frame (e.g. ``rh_forearm``);
@@ -84,9 +85,7 @@ class HandKinematics:
     def __init__(self, hand: HandDescription, spacing_m: float = POINT_SPACING_M,
                  max_points_per_body: int = MAX_POINTS_PER_BODY):
         self.hand = hand
-        spec = mujoco.MjSpec.from_file(str(hand.model_path))
-        for key in list(spec.keys):
-            spec.delete(key)
+        spec = hand.model_spec()
         root = spec.body(hand.root_body)
         for joint in list(root.joints):
             spec.delete(joint)
@@ -122,7 +121,7 @@ class HandKinematics:
         self._geom_of_point = geom_of_point[keep]
         self.point_body = self.model.geom_bodyid[self._geom_ids][self._geom_of_point]
         self._tip_ids = {f: self.model.body(b).id for f, b in hand.fingertips.items()}
-        self._tip_offset = np.asarray(hand.fingertip_offset)
+        self._tip_offset = {f: hand.tip_offset(f) for f in hand.fingertips}
         self._palm_id = self.model.body(hand.palm_body).id
 
     def qpos(self, q: dict[str, float]) -> np.ndarray:
@@ -147,7 +146,7 @@ class HandKinematics:
         tips = {}
         for finger, bid in self._tip_ids.items():
             R = self.data.xmat[bid].reshape(3, 3)
-            tips[finger] = R @ self._tip_offset + self.data.xpos[bid]
+            tips[finger] = R @ self._tip_offset[finger] + self.data.xpos[bid]
         palm = np.eye(4)
         palm[:3, :3] = self.data.xmat[self._palm_id].reshape(3, 3)
         palm[:3, 3] = self.data.xpos[self._palm_id]

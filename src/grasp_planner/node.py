@@ -11,6 +11,12 @@ noted): ``/grasp_planner/joint_goal`` (JointState, arm + hand), ``/grasp_planner
 (JointTrajectory, command QoS, only with ``execute`` and the builtin backend),
 ``/grasp_planner/markers`` (MarkerArray), ``/grasp_planner/status`` (String, JSON),
 ``~/grasp_pose`` (PoseStamped, flange at the grasp).
+
+With ``command_target: hardware`` (the real arm) an executed plan goes to the controllers instead
+of ``/grasp_planner/trajectory``: the arm part as a JointTrajectory on ``arm_command_topic``, the
+hand part on ``hand_command_topic`` as ``hand_command_type`` (a JointTrajectory, or JointState /
+Float64MultiArray set-points streamed at ``hand_setpoint_rate_hz``); see
+:mod:`grasp_planner.hardware`.
 """
 from __future__ import annotations
 
@@ -24,12 +30,13 @@ import numpy as np
 import rclpy
 import rclpy.logging
 from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor
-from rclpy.exceptions import ParameterException
+from rclpy.exceptions import ParameterException, ParameterUninitializedException
 from rclpy.executors import ExternalShutdownException
 from rclpy.node import Node
+from rclpy.parameter import Parameter
 from geometry_msgs.msg import PoseStamped
 from sensor_msgs.msg import JointState, PointCloud2
-from std_msgs.msg import String
+from std_msgs.msg import Float64MultiArray, String
 from std_srvs.srv import Trigger
 from trajectory_msgs.msg import JointTrajectory
 from visualization_msgs.msg import MarkerArray
@@ -39,7 +46,7 @@ from grasp_common.params import refuse_runtime_changes
 from grasp_common.rosenv import localhost_env
 from grasp_perception.conversions import cloud_to_numpy
 from grasp_perception.errors import MalformedMessageError
-from grasp_planner import conversions
+from grasp_planner import conversions, hardware
 from grasp_planner.franka_ik import FrankaKinematics, IKConfig
 from grasp_planner.hands import HandDescription, load_hand
 from grasp_planner.markers import grasp_markers, make_hand_surface_fn
@@ -49,13 +56,13 @@ from grasp_planner.motion.builtin import BuiltinPlannerConfig
 from grasp_planner.object_model import MIN_OBJECT_POINTS
 from grasp_planner.pipeline import GraspPlanner, PlannerConfig, PlanResult, builtin_backend
 from grasp_planner.robots import panda
-from grasp_planner.safety import SafetyLimits, check_trajectory
+from grasp_planner.safety import SafetyLimits
 
 NODE_NAME = "grasp_planner"
 #: Default wait for a joint state naming all 7 arm joints before planning, seconds.
 JOINT_STATE_TIMEOUT_S = 5.0
 #: Largest difference between the trajectory's first point and the measured joints, radians.
-START_TOLERANCE_RAD = 0.05
+START_TOLERANCE_RAD = hardware.START_TOLERANCE_RAD
 #: How long destroy_node waits for a plan in progress to finish, seconds.
 WORKER_JOIN_TIMEOUT_S = 10.0
 #: Default camera pose: the one of config/functional_grasp.yaml (the YAML overrides it anyway).
@@ -87,8 +94,26 @@ class PlannerNodeConfig:
     cloud_topic: str = topics.OBJECT_CLOUD
     plan_on_cloud: bool = True
     joint_state_timeout_s: float = JOINT_STATE_TIMEOUT_S
+    command_target: str = "sim"
+    arm_command_topic: str = hardware.ARM_COMMAND_TOPIC
+    hand_command_topic: str = hardware.HAND_COMMAND_TOPIC
+    hand_command_type: str = hardware.JOINT_TRAJECTORY
+    hand_joint_order: tuple[str, ...] = ()
+    hand_setpoint_rate_hz: float = hardware.HAND_SETPOINT_RATE_HZ
+
+    @property
+    def hardware(self) -> hardware.HardwareConfig:
+        """The controller topics and hand command format (command_target ``hardware``)."""
+        return hardware.HardwareConfig(
+            arm_topic=self.arm_command_topic, hand_topic=self.hand_command_topic,
+            hand_command_type=self.hand_command_type, hand_joint_order=self.hand_joint_order,
+            setpoint_rate_hz=self.hand_setpoint_rate_hz)
 
     def __post_init__(self) -> None:
+        if self.command_target not in hardware.COMMAND_TARGETS:
+            raise ValueError(f"unknown command_target '{self.command_target}'; choose one of: "
+                             f"{', '.join(hardware.COMMAND_TARGETS)}")
+        self.hardware  # noqa: B018 - validates the topics and the hand command type (HardwareConfigError)
         if not self.base_frame:
             raise ValueError("base_frame must not be empty (e.g. panda_link0)")
         if len(self.camera_xyz) != 3 or not all(math.isfinite(v) for v in self.camera_xyz):
@@ -142,6 +167,19 @@ _PARAMETERS = {
                       "the stored one; call ~/replan to plan again)", None, None),
     "joint_state_timeout_s": (_D.joint_state_timeout_s, "Wait this long for /joint_states naming all 7 arm "
                               "joints before giving up a plan, seconds", _float_range(0.05, 60.0), None),
+    "command_target": (_D.command_target, "Where an executed plan goes: sim = arm + hand JointTrajectory on "
+                       f"{topics.GRASP_TRAJECTORY} (sim_bridge); hardware = the arm and hand controller topics",
+                       None, None),
+    "arm_command_topic": (_D.arm_command_topic, "command_target hardware: trajectory_msgs/JointTrajectory topic "
+                          "of the arm controller (7 arm joints by name)", None, None),
+    "hand_command_topic": (_D.hand_command_topic, "command_target hardware: topic of the hand driver's position "
+                           "command", None, None),
+    "hand_command_type": (_D.hand_command_type, "command_target hardware: message type of the hand command: "
+                          f"{' | '.join(hardware.HAND_COMMAND_TYPES)}", None, None),
+    "hand_joint_order": (Parameter.Type.STRING_ARRAY, "command_target hardware: hand joints in the driver's "
+                         "order (Float64MultiArray has no names); unset = the hand description's order", None, None),
+    "hand_setpoint_rate_hz": (_D.hand_setpoint_rate_hz, "command_target hardware: rate of streamed JointState / "
+                              "Float64MultiArray hand set-points, Hz", _float_range(1.0, 1000.0), None),
 }
 
 
@@ -188,6 +226,8 @@ class PlannerNode(Node):
                                         kinematics=self._kinematics)
             # Markers are built on the planning thread: reuse the synthesiser's hand kinematics.
             self._hand_surface = make_hand_surface_fn(self.planner.synthesizer.kin, self.hand.palm_center)
+            # Hand joints commanded on hardware, in the driver's order (checked against the hand now).
+            self._hand_order = cfg.hardware.resolve_hand_order(self.hand.joint_names)
         except BaseException:
             self.destroy_node()  # release the half-built node's handles before reporting
             raise
@@ -203,7 +243,17 @@ class PlannerNode(Node):
         self._stop = False
 
         self._goal_pub = self.create_publisher(JointState, topics.JOINT_GOAL, qos.LATCHED)
-        self._trajectory_pub = self.create_publisher(JointTrajectory, topics.GRASP_TRAJECTORY, qos.COMMAND)
+        self._stream: tuple[hardware.HardwareCommand, float] | None = None  # hand set-points in progress
+        if cfg.command_target == "hardware":
+            hw = cfg.hardware
+            self._arm_pub = self.create_publisher(JointTrajectory, hw.arm_topic, qos.COMMAND)
+            hand_type = {hardware.JOINT_TRAJECTORY: JointTrajectory, hardware.JOINT_STATE: JointState,
+                         hardware.FLOAT64_MULTI_ARRAY: Float64MultiArray}[hw.hand_command_type]
+            self._hand_pub = self.create_publisher(hand_type, hw.hand_topic, qos.COMMAND)
+            if hw.streams_setpoints:
+                self.create_timer(1.0 / hw.setpoint_rate_hz, self._on_hand_setpoint)
+        else:
+            self._trajectory_pub = self.create_publisher(JointTrajectory, topics.GRASP_TRAJECTORY, qos.COMMAND)
         self._markers_pub = self.create_publisher(MarkerArray, topics.GRASP_MARKERS, qos.LATCHED)
         self._status_pub = self.create_publisher(String, topics.PLANNER_STATUS, qos.LATCHED)
         self._pose_pub = self.create_publisher(PoseStamped, "~/grasp_pose", qos.LATCHED)
@@ -213,6 +263,12 @@ class PlannerNode(Node):
         self.add_on_set_parameters_callback(refuse_runtime_changes(_PARAMETERS, "planner"))
         self._worker = threading.Thread(target=self._work, name="grasp_planner_worker", daemon=True)
         self._worker.start()
+        if cfg.command_target == "hardware":
+            hw = cfg.hardware
+            self.get_logger().info(
+                f"hardware commands{'' if cfg.execute else ' (off: execute is false)'}: arm on '{hw.arm_topic}', "
+                f"hand {hw.hand_command_type} on '{hw.hand_topic}' ({len(self._hand_order)} joints: "
+                f"{', '.join(self._hand_order)})")
         self.get_logger().info(
             f"hand '{cfg.hand}', backend '{cfg.motion_backend}', execute={cfg.execute}: planning "
             f"{'the first cloud' if cfg.plan_on_cloud else 'on ~/replan'} from '{cfg.cloud_topic}' "
@@ -224,7 +280,7 @@ class PlannerNode(Node):
         for name, (default, text, float_range, int_range) in _PARAMETERS.items():
             self.declare_parameter(name, default, ParameterDescriptor(
                 description=text, floating_point_range=float_range or [], integer_range=int_range or []))
-        p = {name: self.get_parameter(name).value for name in _PARAMETERS}
+        p = {name: self._parameter_value(name) for name in _PARAMETERS}
         return PlannerNodeConfig(
             hand=p["hand"], base_frame=p["base_frame"], camera_xyz=tuple(float(v) for v in p["camera_xyz"]),
             camera_quat_xyzw=tuple(float(v) for v in p["camera_quat_xyzw"]),
@@ -233,7 +289,17 @@ class PlannerNode(Node):
             num_candidates=int(p["num_candidates"]), seed=int(p["seed"]),
             velocity_scale=float(p["velocity_scale"]), table_z_m=float(p["table_z_m"]),
             cloud_topic=p["cloud_topic"], plan_on_cloud=bool(p["plan_on_cloud"]),
-            joint_state_timeout_s=float(p["joint_state_timeout_s"]))
+            joint_state_timeout_s=float(p["joint_state_timeout_s"]), command_target=p["command_target"],
+            arm_command_topic=p["arm_command_topic"], hand_command_topic=p["hand_command_topic"],
+            hand_command_type=p["hand_command_type"], hand_joint_order=tuple(p["hand_joint_order"] or ()),
+            hand_setpoint_rate_hz=float(p["hand_setpoint_rate_hz"]))
+
+    def _parameter_value(self, name: str):
+        """The parameter's value; None for a typed parameter declared without a default and not set."""
+        try:
+            return self.get_parameter(name).value
+        except ParameterUninitializedException:
+            return None
 
     def _planner_config(self) -> PlannerConfig:
         cfg = self.config
@@ -390,16 +456,10 @@ class PlannerNode(Node):
 
     def _final_safety_check(self, plan: MotionPlan) -> list[str]:
         """Last gate before any goal leaves the node: limits, velocities, workspace, start ≈ measured state."""
-        violations = check_trajectory(plan.joint_names, plan.positions, plan.times_s, self.limits,
-                                      fk_fn=self._kinematics.fk)
         with self._cond:
             joints = dict(self._joints)
-        for name, q0 in zip(plan.joint_names, plan.positions[0]):
-            if name in joints and abs(q0 - joints[name]) > START_TOLERANCE_RAD:
-                violations.append(f"trajectory starts at {name}={q0:.3f} rad but the robot is at "
-                                  f"{joints[name]:.3f} rad (more than {START_TOLERANCE_RAD} rad away: it moved "
-                                  "while planning; call ~/replan)")
-        return violations
+        return hardware.command_violations(plan, self.limits, joints, fk_fn=self._kinematics.fk,
+                                           start_tolerance_rad=START_TOLERANCE_RAD)
 
     # --- publishing ------------------------------------------------------------------------------------
     def _publish_success(self, msg: PointCloud2, result: PlanResult, timings: dict) -> None:
@@ -421,6 +481,9 @@ class PlannerNode(Node):
                     sent = True
                 except Exception as exc:  # noqa: BLE001 - MoveIt/controller failures are reported, not fatal
                     execute_error = f"MoveIt execution failed: {type(exc).__name__}: {exc}"
+            elif cfg.command_target == "hardware":
+                self._send_to_hardware(plan)
+                sent = True
             else:
                 self._trajectory_pub.publish(conversions.trajectory_msg(plan, cfg.base_frame))
                 sent = True
@@ -433,7 +496,7 @@ class PlannerNode(Node):
             "n_candidates": len(result.candidates),
             "chosen": {"rank": rank, "score": chosen.score, "info": chosen.info, "approach": chosen.approach},
             "joint_goal": {n: goal[n] for n in self.goal_joint_names},
-            "execute": cfg.execute, "trajectory_sent": sent,
+            "execute": cfg.execute, "trajectory_sent": sent, "command_target": cfg.command_target,
             "trajectory": {"points": len(plan.times_s), "duration_s": plan.duration_s},
         })
         self.get_logger().info(
@@ -450,7 +513,38 @@ class PlannerNode(Node):
             "success": False, "reason": reason, "timings_s": timings,
             "n_candidates": len(result.candidates) if result is not None else 0, "chosen": None,
             "joint_goal": None, "execute": self.config.execute, "trajectory_sent": False,
+            "command_target": self.config.command_target,
         })
+
+    def _send_to_hardware(self, plan: MotionPlan) -> None:
+        """Arm JointTrajectory to the arm controller, then the hand command (call only after the safety check).
+
+        Header stamps are zero ("start on receipt"); a set-point hand driver gets the plan's hand
+        waypoints streamed from now on (:meth:`_on_hand_setpoint`).
+        """
+        hw = self.config.hardware
+        command = hardware.split_plan(plan, self._hand_order)
+        self._arm_pub.publish(conversions.trajectory_msg(command.arm, self.config.base_frame))
+        if hw.streams_setpoints:
+            with self._cond:
+                self._stream = (command, time.monotonic())
+            self._on_hand_setpoint()  # the first set-point now, the rest from the timer
+        else:
+            self._hand_pub.publish(conversions.trajectory_msg(command.hand, self.config.base_frame))
+
+    def _on_hand_setpoint(self) -> None:
+        """Publish the hand set-point due now; after the plan's last waypoint, stop streaming."""
+        with self._cond:
+            stream = self._stream
+            if stream is None:
+                return
+            command, t0 = stream
+            elapsed = time.monotonic() - t0
+            if elapsed >= command.hand.duration_s:
+                self._stream = None
+        self._hand_pub.publish(conversions.hand_setpoint_msg(
+            self.config.hand_command_type, command.hand.joint_names, command.hand_setpoint(elapsed),
+            self.get_clock().now().to_msg()))
 
     def _publish_markers(self, msg: PointCloud2, result: PlanResult | None) -> None:
         """DELETEALL, then the candidates (and the chosen grasp on success) at the cloud's stamp."""

