@@ -1,10 +1,12 @@
 """Replay graph: grasp_perception + grasp_planner on recorded RGB-D (graphs.yaml 'replay').
 
-    ros2 launch functional_grasp replay.launch.py hand:=shadow
+    ros2 launch functional_grasp replay.launch.py hand:=shadow seed:=0
     ros2 bag play <bag>          # in another terminal, same ROS_DOMAIN_ID
 
-Nodes run on wall-clock time (use_sim_time false) and never execute motion. Bag playback
-through the project (no ros2cli needed) comes with `fgrasp replay`. DDS is pinned to this host.
+Nodes run on wall-clock time (use_sim_time false) and never execute motion. Without ros2cli,
+`fgrasp replay BAG [--expect REF]` starts this same graph (graphs.yaml 'replay'), plays the
+bag, records the outputs into a new bag and compares the grasp with a reference. DDS is
+pinned to this host.
 """
 from launch import LaunchDescription
 from launch.actions import DeclareLaunchArgument, OpaqueFunction, SetEnvironmentVariable

@@ -192,6 +192,7 @@ CASES = [
     ("real_arm", {"camera": "realsense", "execute": "true", "motion_backend": "builtin"}),
     ("replay", {}),
     ("replay", {"hand": "inspire"}),
+    ("replay", {"seed": "3"}),
 ]
 
 
@@ -215,9 +216,9 @@ def test_graph_modules_match_the_console_scripts_of_pyproject():
 
 
 def test_declared_launch_arguments_are_the_documented_ones(fake_launch):
-    expected = {"sim": {"hand", "object", "motion_backend", "rviz"},
-                "real_arm": {"hand", "camera", "calibration", "execute", "motion_backend"},
-                "replay": {"hand"}}
+    expected = {"sim": {"hand", "object", "motion_backend", "sim_backend", "rviz"},
+                "real_arm": {"hand", "camera", "calibration", "execute", "motion_backend", "hand_command_type"},
+                "replay": {"hand", "seed"}}
     for graph, names in expected.items():
         declared, _, _ = run_launch_file(graph, {})
         assert set(declared) == names, graph
@@ -245,6 +246,9 @@ def test_real_arm_never_executes_motion_unless_asked(fake_launch):
     assert planner({"execute": "false"})["execute"] is False
     assert planner({"execute": "true"})["execute"] is True
     assert planner({})["motion_backend"] == "moveit_py"
+    assert planner({})["command_target"] == "hardware"   # controller topics, never the simulator's
+    assert planner({"hand_command_type": "std_msgs/Float64MultiArray"})["hand_command_type"] == \
+        "std_msgs/Float64MultiArray"
     with pytest.raises(GraphConfigError, match="execute:=maybe: expected true or false"):
         resolve_graph("real_arm", {"execute": "maybe"})
 
@@ -362,14 +366,15 @@ def test_params_file_has_the_agreed_keys_per_node():
     params = {k: set(v["ros__parameters"]) for k, v in _params().items()}
     assert params == {
         "/**": {"base_frame", "hand", "camera_xyz", "camera_quat_xyzw"},
-        "sim_bridge": {"object", "object_xy", "object_yaw", "real_time_factor", "camera_rate_hz",
+        "sim_bridge": {"backend", "isaacgym_robot_asset", "object", "object_xy", "object_yaw", "real_time_factor", "camera_rate_hz",
                        "joint_state_rate_hz", "camera_width", "camera_height", "camera_fovy_deg",
                        "evaluate_after_execution"},
         "grasp_perception": {"max_rate_hz", "voxel_size_m", "plane_distance_m", "cluster_tolerance_m",
                              "min_cluster_points", "target", "target_point", "target_index",
                              "workspace_min_xyz", "workspace_max_xyz"},
         "grasp_planner": {"motion_backend", "execute", "approach_offset_m", "lift_height_m",
-                          "num_candidates", "seed", "velocity_scale"},
+                          "num_candidates", "seed", "velocity_scale", "command_target", "arm_command_topic",
+                          "hand_command_topic", "hand_command_type", "hand_setpoint_rate_hz"},
     }
     every_node = {n.name for g in load_graphs().values() for n in g.nodes}
     assert every_node <= set(params)
