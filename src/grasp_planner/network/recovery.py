@@ -1,0 +1,531 @@
+"""Grasp recovery from a predicted D(R,O) matrix: multilateration → per-link Kabsch → joint solve → ranking.
+
+All functions are batched over a leading dimension B (scenes × CVAE samples) and work with any
+hand through :class:`HandChain`, which wraps a batched point forward-kinematics callable.
+Frames: the object points' frame (e.g. ``panda_link0``) is called "world" here; hand points from
+the FK are in the hand root frame; the recovered wrist pose maps root → world.
+"""
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from functools import cached_property
+
+import torch
+
+#: Distance scale s of the anchor weights 1 / (d² + s²) (metres): nearby anchors count more,
+#: as the squared-distance equations amplify noise in far ones (noise in d² grows with d).
+ANCHOR_WEIGHT_SCALE_M = 0.01
+
+
+def anchor_weights(distances: torch.Tensor, scale_m: float = ANCHOR_WEIGHT_SCALE_M) -> torch.Tensor:
+    """Inverse-variance weights ``1 / (d² + s²)`` of multilateration anchors, same shape as ``distances``."""
+    return 1.0 / (distances.square() + scale_m ** 2)
+
+
+def _solve3(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """Solve many 3 × 3 systems ``a x = b`` by Cramer's rule ((..., 3, 3), (..., 3) → (..., 3)).
+
+    Vectorised cofactors: much faster than a batched LU for tens of thousands of tiny systems.
+    """
+    c0 = torch.cross(a[..., 1, :], a[..., 2, :], dim=-1)
+    c1 = torch.cross(a[..., 2, :], a[..., 0, :], dim=-1)
+    c2 = torch.cross(a[..., 0, :], a[..., 1, :], dim=-1)
+    det = (a[..., 0, :] * c0).sum(-1, keepdim=True)
+    inv_t = torch.stack([c0, c1, c2], dim=-1)                                     # adj(a) = inv_t * det
+    return (inv_t @ b.unsqueeze(-1)).squeeze(-1) / det
+
+
+def multilaterate(anchors: torch.Tensor, distances: torch.Tensor, weights: torch.Tensor | None = None,
+                  scale_m: float = ANCHOR_WEIGHT_SCALE_M) -> torch.Tensor:
+    """Closed-form weighted least-squares position of each point from its distances to known anchors.
+
+    ``|x - o_j|² = d_j²`` for all anchors j; subtracting the weighted mean of these equations
+    removes ``|x|²`` and leaves the linear system ``2 (o_j - ō)·x = (|o_j|² - d_j²) - mean(...)``,
+    solved in the weighted least-squares sense (normal equations: a 3 × 3 solve per point).
+
+    Args:
+        anchors: (B, N, 3) or (N, 3) anchor (object) points, metres; not all coplanar.
+        distances: (B, P, N) distance of each of P points to each anchor, metres.
+        weights: (B, P, N) non-negative anchor weights; default :func:`anchor_weights`.
+        scale_m: distance scale of the default weights.
+
+    Returns:
+        (B, P, 3) positions, metres, in the anchors' frame.
+    """
+    if anchors.dim() == 2:
+        anchors = anchors.expand(distances.shape[0], -1, -1)
+    if anchors.shape[1] != distances.shape[-1]:
+        raise ValueError(f"{anchors.shape[1]} anchors but distances to {distances.shape[-1]}")
+    dtype = distances.dtype
+    centre = anchors.mean(dim=1, keepdim=True)                        # centred anchors: better conditioning
+    o = anchors - centre
+    d2 = distances.square()
+    w = 1.0 / (d2 + scale_m ** 2) if weights is None else weights
+    w = w / w.sum(dim=-1, keepdim=True).clamp_min(1e-30)
+    wr = w * (o.square().sum(-1).unsqueeze(1) - d2)                               # w (|o|² - d²)
+    # Normalised weights make the element-wise work safe in float32; the 3 × 3 algebra runs in float64.
+    mean_o = (w @ o).double()                                                     # (B, P, 3)
+    second = (w @ (o.unsqueeze(-1) * o.unsqueeze(-2)).flatten(2)).unflatten(-1, (3, 3)).double()
+    cov = second - mean_o.unsqueeze(-1) * mean_o.unsqueeze(-2)                    # (B, P, 3, 3)
+    # Σ w (o - ō) (|o|² - d²); the mean terms drop out since Σ w (o - ō) = 0.
+    rhs = (wr @ o).double() - mean_o * wr.sum(-1, keepdim=True).double()
+    ridge = 1e-12 * cov.diagonal(dim1=-2, dim2=-1).sum(-1).clamp_min(1e-12)
+    eye = torch.eye(3, dtype=cov.dtype, device=cov.device)
+    x = _solve3(cov + ridge[..., None, None] * eye, 0.5 * rhs) + centre.double()
+    return x.to(dtype)
+
+
+def _rotation_from_covariance(h: torch.Tensor) -> torch.Tensor:
+    """Proper rotation R maximising tr(R H) for (..., 3, 3) cross-covariances ``H = Σ w p qᵀ`` (centred)."""
+    u, _, vh = torch.linalg.svd(h)
+    sign = torch.sign(torch.linalg.det(vh.transpose(-1, -2) @ u.transpose(-1, -2)))
+    sign = torch.where(sign == 0, torch.ones_like(sign), sign)
+    fix = torch.diag_embed(torch.stack([torch.ones_like(sign), torch.ones_like(sign), sign], dim=-1))
+    return vh.transpose(-1, -2) @ fix @ u.transpose(-1, -2)
+
+
+def _rigid_from_moments(total: torch.Tensor, sum_p: torch.Tensor, sum_q: torch.Tensor,
+                        sum_pq: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Kabsch from weighted moments: (..., 1) Σw, (..., 3) Σwp, Σwq, (..., 3, 3) Σw p qᵀ → (R, t)."""
+    safe = total.clamp_min(1e-12)
+    p_bar, q_bar = sum_p / safe, sum_q / safe
+    h = sum_pq - safe.unsqueeze(-1) * p_bar.unsqueeze(-1) * q_bar.unsqueeze(-2)
+    rot = _rotation_from_covariance(h)
+    empty = (total.squeeze(-1) <= 1e-12)[..., None, None]
+    rot = torch.where(empty, torch.eye(3, dtype=rot.dtype, device=rot.device).expand_as(rot), rot)
+    trans = q_bar - (rot @ p_bar.unsqueeze(-1)).squeeze(-1)
+    return rot, torch.where(empty.squeeze(-1), torch.zeros_like(trans), trans)
+
+
+def kabsch(source: torch.Tensor, target: torch.Tensor,
+           weights: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Weighted rigid fit ``target ≈ R @ source + t`` (Kabsch / Umeyama without scale).
+
+    Args:
+        source: (..., P, 3) points.
+        target: (..., P, 3) corresponding points.
+        weights: (..., P) non-negative weights (default uniform). Sets whose weights sum to 0
+            get the identity rotation and a zero translation.
+
+    Returns:
+        ``(R, t)``: (..., 3, 3) proper rotations and (..., 3) translations.
+    """
+    shape = torch.broadcast_shapes(source.shape[:-1], target.shape[:-1],
+                                   () if weights is None else weights.shape)
+    w = (torch.ones(shape, dtype=target.dtype, device=target.device) if weights is None
+         else weights.expand(shape)).double()
+    src, dst = source.double().expand(*shape, 3), target.double().expand(*shape, 3)
+    wsrc = w.unsqueeze(-1) * src
+    rot, trans = _rigid_from_moments(w.sum(-1, keepdim=True), wsrc.sum(-2), (w.unsqueeze(-1) * dst).sum(-2),
+                                     wsrc.transpose(-1, -2) @ dst)
+    return rot.to(target.dtype), trans.to(target.dtype)
+
+
+def link_kabsch(source: torch.Tensor, target: torch.Tensor, link_index: torch.Tensor, num_links: int,
+                weights: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Rigid transform of every link from its points: canonical (``source``) → recovered (``target``).
+
+    Weighted moments are summed per link (segment sums), then one Kabsch per link.
+
+    Args:
+        source: (P, 3) or (B, P, 3) hand points in the canonical pose.
+        target: (B, P, 3) recovered hand points.
+        link_index: (P,) int link of each point, in [0, num_links).
+        num_links: number of links L.
+        weights: (B, P) point weights (default uniform).
+
+    Returns:
+        ``(R, t)``: (B, L, 3, 3), (B, L, 3). Links without points get the identity.
+    """
+    b, p = target.shape[:2]
+    src = source.double().expand(b, -1, -1)
+    dst = target.double()
+    w = (torch.ones(b, p, dtype=torch.float64, device=target.device) if weights is None
+         else weights.double().expand(b, p)).unsqueeze(-1)
+    idx = link_index.long().to(target.device)
+
+    def per_link(x: torch.Tensor) -> torch.Tensor:
+        return x.new_zeros(b, num_links, x.shape[-1]).index_add_(1, idx, x)
+
+    outer = ((w * src).unsqueeze(-1) * dst.unsqueeze(-2)).flatten(2)
+    rot, trans = _rigid_from_moments(per_link(w), per_link(w * src), per_link(w * dst),
+                                     per_link(outer).unflatten(-1, (3, 3)))
+    return rot.to(target.dtype), trans.to(target.dtype)
+
+
+def apply_link_transforms(source: torch.Tensor, rot: torch.Tensor, trans: torch.Tensor,
+                          link_index: torch.Tensor) -> torch.Tensor:
+    """Move each canonical point by its link's transform: (P|B,P, 3), (B, L, 3, 3), (B, L, 3) → (B, P, 3)."""
+    source = source.expand(rot.shape[0], -1, -1)
+    r, t = rot[:, link_index], trans[:, link_index]
+    return (r @ source.unsqueeze(-1)).squeeze(-1) + t
+
+
+def skew(v: torch.Tensor) -> torch.Tensor:
+    """(..., 3) vectors → (..., 3, 3) cross-product matrices."""
+    z = torch.zeros_like(v[..., 0])
+    return torch.stack([torch.stack([z, -v[..., 2], v[..., 1]], -1),
+                        torch.stack([v[..., 2], z, -v[..., 0]], -1),
+                        torch.stack([-v[..., 1], v[..., 0], z], -1)], -2)
+
+
+def axis_angle_to_matrix(w: torch.Tensor) -> torch.Tensor:
+    """(..., 3) rotation vectors (radians) → (..., 3, 3) rotation matrices (Rodrigues)."""
+    angle = w.norm(dim=-1, keepdim=True).unsqueeze(-1)
+    k = skew(w) / angle.clamp_min(1e-12)
+    eye = torch.eye(3, dtype=w.dtype, device=w.device).expand(k.shape)
+    return eye + torch.sin(angle) * k + (1 - torch.cos(angle)) * (k @ k)
+
+
+@dataclass(frozen=True, eq=False)
+class HandChain:
+    """A hand as the recovery sees it: batched point FK, limits and couplings of the active joints.
+
+    ``q_full = q_active @ coupling.T + offset`` (mimic joints and fixed joints); ``fk(q_full)`` gives
+    the P hand points in the hand root frame — the same points, in the same order, as the network's
+    rows. ``canonical_q`` is the pose of the network's canonical hand points.
+
+    Attributes:
+        fk: ``(B, nq) radians → (B, P, 3) metres`` (torch, batched).
+        lower, upper: (nA,) active joint limits, radians.
+        link_index: (P,) int link of each point.
+        joint_names: names of the active joints (results are mapped by name).
+        coupling: (nq, nA) map active → full joints (default identity).
+        offset: (nq,) constant added to the full joints (default 0).
+        canonical_q: (nA,) active joints of the canonical pose (default mid-range).
+        jacobian: optional ``(B, nq) → (B, P, 3, nq)`` analytic point Jacobian of ``fk``
+            (default: one-sided finite differences, one batched ``fk`` call).
+    """
+
+    fk: Callable[[torch.Tensor], torch.Tensor]
+    lower: torch.Tensor
+    upper: torch.Tensor
+    link_index: torch.Tensor
+    joint_names: tuple[str, ...]
+    coupling: torch.Tensor | None = None
+    offset: torch.Tensor | None = None
+    canonical_q: torch.Tensor | None = None
+    jacobian: Callable[[torch.Tensor], torch.Tensor] | None = field(default=None, compare=False)
+
+    def __post_init__(self) -> None:
+        n = len(self.joint_names)
+        if self.lower.shape != (n,) or self.upper.shape != (n,):
+            raise ValueError(f"lower/upper must be ({n},) for joints {self.joint_names}, got "
+                             f"{tuple(self.lower.shape)}, {tuple(self.upper.shape)}")
+        if bool((self.lower > self.upper).any()):
+            raise ValueError(f"joint limits with lower > upper: {self.lower.tolist()} / {self.upper.tolist()}")
+        if self.coupling is not None and self.coupling.shape[1] != n:
+            raise ValueError(f"coupling must be (nq, {n}), got {tuple(self.coupling.shape)}")
+
+    @property
+    def num_links(self) -> int:
+        return int(self.link_index.max()) + 1
+
+    def full_q(self, q: torch.Tensor) -> torch.Tensor:
+        """(B, nA) active → (B, nq) full joint vector."""
+        full = q if self.coupling is None else q @ self.coupling.T.to(q.dtype)
+        return full if self.offset is None else full + self.offset.to(q.dtype)
+
+    def points(self, q: torch.Tensor) -> torch.Tensor:
+        """(B, nA) active joints → (B, P, 3) hand points, root frame."""
+        return self.fk(self.full_q(q))
+
+    def default_q(self) -> torch.Tensor:
+        """(nA,) canonical pose (mid-range when not given)."""
+        return (0.5 * (self.lower + self.upper)) if self.canonical_q is None else self.canonical_q
+
+    @cached_property
+    def canonical_points(self) -> torch.Tensor:
+        """(P, 3) hand points at the canonical pose, root frame (the network's hand input)."""
+        return self.points(self.default_q().unsqueeze(0))[0]
+
+    @cached_property
+    def static_mask(self) -> torch.Tensor:
+        """(P,) bool: points that no joint moves (rigid with the hand root), found by probing the FK."""
+        probe = torch.stack([self.lower, self.upper, self.default_q()])
+        pts = self.points(probe)
+        return (pts - pts[2:3]).norm(dim=-1).amax(dim=0) < 1e-6
+
+    def point_jacobian(self, q: torch.Tensor, points: torch.Tensor, step_rad: float) -> torch.Tensor:
+        """(B, nA) joints, (B, P, 3) their points → (B, P, 3, nA) d points / d q_active."""
+        if self.jacobian is not None:
+            jac = self.jacobian(self.full_q(q))
+            return jac if self.coupling is None else jac @ self.coupling.to(jac.dtype)
+        b, n = q.shape
+        step = torch.where(q + step_rad <= self.upper, step_rad, -step_rad)          # stay inside limits
+        probe = q.unsqueeze(1) + torch.diag_embed(step)                              # (B, nA, nA)
+        moved = self.points(probe.reshape(b * n, n)).reshape(b, n, *points.shape[1:])
+        return ((moved - points.unsqueeze(1)) / step[..., None, None]).permute(0, 2, 3, 1)
+
+
+@dataclass(frozen=True)
+class RecoveryConfig:
+    """Settings of the joint solve and the point weights.
+
+    Attributes:
+        anchor_scale_m: distance scale of the multilateration anchor weights.
+        contact_scale_m: point weight ``1 / (d_min + s)``: points predicted near the object (contacts)
+            weigh more in the link fit and the joint solve.
+        max_iterations: damped Gauss–Newton iterations at most.
+        max_joint_step_rad: largest joint change per iteration.
+        max_translation_step_m: largest wrist translation per iteration.
+        max_rotation_step_rad: largest wrist rotation per iteration.
+        damping: initial Levenberg–Marquardt damping (relative to the normal matrix diagonal).
+        tolerance: a candidate is done when its step is below this (radians / metres) ...
+        relative_cost_tolerance: ... or its accepted step lowered the cost by less than this fraction.
+        fd_step_rad: finite-difference step of the joint Jacobian.
+    """
+
+    anchor_scale_m: float = ANCHOR_WEIGHT_SCALE_M
+    contact_scale_m: float = 0.02
+    max_iterations: int = 64
+    max_joint_step_rad: float = 0.5
+    max_translation_step_m: float = 0.05
+    max_rotation_step_rad: float = 0.5
+    damping: float = 1e-3
+    tolerance: float = 1e-5
+    relative_cost_tolerance: float = 1e-4
+    fd_step_rad: float = 1e-3
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.max_iterations <= 1000:
+            raise ValueError(f"max_iterations must be in [1, 1000], got {self.max_iterations}")
+        for name in ("anchor_scale_m", "contact_scale_m", "max_joint_step_rad", "max_translation_step_m",
+                     "max_rotation_step_rad", "damping", "tolerance", "relative_cost_tolerance", "fd_step_rad"):
+            if not float(getattr(self, name)) > 0:
+                raise ValueError(f"{name} must be > 0, got {getattr(self, name)}")
+
+
+@dataclass
+class JointSolution:
+    """Result of :func:`solve_joints` for B candidates.
+
+    Attributes:
+        wrist_pose: (B, 4, 4) hand root frame → world.
+        q: (B, nA) active joints, radians, within limits (order of ``HandChain.joint_names``).
+        q_full: (B, nq) full joint vector.
+        points: (B, P, 3) hand points at the solution, world frame.
+        residual_m: (B,) weighted RMS distance of the points to their targets.
+        iterations: iterations run.
+    """
+
+    wrist_pose: torch.Tensor
+    q: torch.Tensor
+    q_full: torch.Tensor
+    points: torch.Tensor
+    residual_m: torch.Tensor
+    iterations: int
+
+
+def _pose(rot: torch.Tensor, trans: torch.Tensor) -> torch.Tensor:
+    pose = torch.eye(4, dtype=rot.dtype, device=rot.device).repeat(*rot.shape[:-2], 1, 1)
+    pose[..., :3, :3], pose[..., :3, 3] = rot, trans
+    return pose
+
+
+def _damped_step(normal: torch.Tensor, grad: torch.Tensor, lam: torch.Tensor) -> torch.Tensor:
+    """Levenberg–Marquardt step ``-(JᵀJ + λ diag(JᵀJ))⁻¹ Jᵀr`` for (B, n, n) normal matrices."""
+    diag = normal.diagonal(dim1=-2, dim2=-1)
+    return -torch.linalg.solve(normal + torch.diag_embed(lam[:, None] * diag + 1e-12), grad)
+
+
+def initial_wrist(targets: torch.Tensor, chain: HandChain, q: torch.Tensor,
+                  weights: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Wrist guess: Kabsch of the static hand points (palm/forearm) onto their targets.
+
+    Falls back to all points at ``q`` when fewer than 3 static points exist.
+
+    Returns:
+        ``(R, t)``: (B, 3, 3), (B, 3) root → world.
+    """
+    source = chain.points(q)
+    mask = chain.static_mask
+    if int(mask.sum()) >= 3:
+        w = mask.to(targets.dtype).expand(targets.shape[:2])
+        w = w if weights is None else w * weights
+    else:
+        w = weights
+    return kabsch(source, targets, w)
+
+
+def solve_joints(targets: torch.Tensor, chain: HandChain, weights: torch.Tensor | None = None,
+                 q_init: torch.Tensor | None = None,
+                 wrist_init: tuple[torch.Tensor, torch.Tensor] | None = None,
+                 config: RecoveryConfig = RecoveryConfig()) -> JointSolution:
+    """Fit wrist pose and joints so the FK points match target points (damped Gauss–Newton / LM).
+
+    Minimises ``Σ_i w_i |R fk(q)_i + t - target_i|²`` over the wrist (R, t) and the active joints,
+    with steps limited to ``max_joint_step_rad`` per joint (and the wrist steps), joints clamped to
+    their limits after every step, and a step accepted only if it lowers the cost (otherwise the
+    damping grows).
+
+    Args:
+        targets: (B, P, 3) target hand points, world frame, metres.
+        chain: the hand.
+        weights: (B, P) non-negative point weights (default uniform).
+        q_init: (B, nA) initial joints (default the chain's canonical pose).
+        wrist_init: initial ``(R (B, 3, 3), t (B, 3))`` (default :func:`initial_wrist`).
+        config: solver settings.
+
+    Returns:
+        :class:`JointSolution`.
+    """
+    b = targets.shape[0]
+    dtype = targets.dtype
+    lower, upper = chain.lower.to(dtype), chain.upper.to(dtype)
+    q = (chain.default_q().to(dtype).expand(b, -1) if q_init is None else q_init.to(dtype)).clamp(lower, upper)
+    w = torch.ones(targets.shape[:2], dtype=dtype) if weights is None else weights.to(dtype)
+    w = w / w.sum(-1, keepdim=True).clamp_min(1e-12)
+    rot, trans = initial_wrist(targets, chain, q, w) if wrist_init is None else wrist_init
+    q, rot, trans = q.clone(), rot.to(dtype).clone(), trans.to(dtype).clone()
+    n_a = q.shape[1]
+
+    def cost_of(rot_, trans_, pts_, w_, targets_):
+        world_ = pts_ @ rot_.transpose(-1, -2) + trans_.unsqueeze(1)
+        return world_, (w_ * (world_ - targets_).square().sum(-1)).sum(-1)
+
+    pts = chain.points(q)
+    world, cost = cost_of(rot, trans, pts, w, targets)
+    lam = torch.full((b,), config.damping, dtype=torch.float64)
+    active = torch.ones(b, dtype=torch.bool)
+    iterations = 0
+    for iterations in range(1, config.max_iterations + 1):
+        a = active.nonzero().squeeze(1)                  # only unfinished candidates cost FK calls
+        qa, rota, transa, ptsa, worlda, wa, ta = q[a], rot[a], trans[a], pts[a], world[a], w[a], targets[a]
+        jq = chain.point_jacobian(qa, ptsa, config.fd_step_rad)                   # (A, P, 3, nA)
+        centre = (wa.unsqueeze(-1) * worlda).sum(1, keepdim=True)                 # rotate about the hand
+        jac = torch.cat([torch.eye(3, dtype=torch.float64).expand(len(a), world.shape[1], 3, 3),
+                         -skew(worlda - centre).double(),
+                         torch.einsum("bij,bpjk->bpik", rota, jq).double()], dim=-1)  # (A, P, 3, 6 + nA)
+        sw = wa.double().sqrt()[..., None, None]
+        jw = (jac * sw).reshape(len(a), -1, 6 + n_a)
+        rw = ((worlda - ta).double() * sw.squeeze(-1)).reshape(len(a), -1)
+        normal = jw.transpose(1, 2) @ jw
+        grad = (jw.transpose(1, 2) @ rw.unsqueeze(-1)).squeeze(-1)
+        step = _damped_step(normal, grad, lam[a])
+        # Active set: joints at a limit whose step points outward are held there and the rest re-solved
+        # (clamping such a step afterwards would distort the other variables' steps).
+        dq_raw = step[:, 6:]
+        blocked = ((qa <= lower + 1e-9) & (dq_raw < 0)) | ((qa >= upper - 1e-9) & (dq_raw > 0))
+        if bool(blocked.any()):
+            free = torch.cat([torch.ones(len(a), 6, dtype=torch.bool), ~blocked], dim=1).double()
+            normal = normal * (free[:, :, None] * free[:, None, :]) + torch.diag_embed(1.0 - free)
+            step = _damped_step(normal, grad * free, lam[a]) * free
+        step = step.to(dtype)
+        dt, dw, dq = step[:, :3], step[:, 3:6], step[:, 6:]
+        dt = dt * (config.max_translation_step_m / dt.norm(dim=-1, keepdim=True).clamp_min(1e-12)).clamp(max=1.0)
+        dw = dw * (config.max_rotation_step_rad / dw.norm(dim=-1, keepdim=True).clamp_min(1e-12)).clamp(max=1.0)
+        dq = dq.clamp(-config.max_joint_step_rad, config.max_joint_step_rad)
+        q_new = (qa + dq).clamp(lower, upper)
+        r_step = axis_angle_to_matrix(dw)
+        c = centre.squeeze(1)
+        rot_new = r_step @ rota
+        trans_new = (r_step @ (transa - c).unsqueeze(-1)).squeeze(-1) + c + dt
+        pts_new = chain.points(q_new)
+        world_new, cost_new = cost_of(rot_new, trans_new, pts_new, wa, ta)
+        accept = cost_new <= cost[a]
+        moved = torch.maximum((q_new - qa).abs().amax(-1), torch.maximum(dt.norm(dim=-1), dw.norm(dim=-1)))
+        done = accept & ((moved < config.tolerance)
+                         | (cost[a] - cost_new <= config.relative_cost_tolerance * cost[a]))
+        acc = a[accept]
+        q[acc], rot[acc], trans[acc] = q_new[accept], rot_new[accept], trans_new[accept]
+        pts[acc], world[acc], cost[acc] = pts_new[accept], world_new[accept], cost_new[accept]
+        lam[a] = torch.where(accept, lam[a] * 0.3, lam[a] * 10.0).clamp(1e-9, 1e9)
+        active[a] = ~(done | (lam[a] >= 1e9))
+        if not bool(active.any()):
+            break
+    return JointSolution(wrist_pose=_pose(rot, trans), q=q, q_full=chain.full_q(q), points=world,
+                         residual_m=cost.clamp_min(0).sqrt(), iterations=iterations)
+
+
+@dataclass
+class RecoveredGrasps:
+    """Grasps recovered from B distance matrices.
+
+    Attributes:
+        solution: the joint solve (wrist pose, joints, fitted points, residual).
+        multilaterated: (B, P, 3) points straight from multilateration, world frame.
+        link_rotations, link_translations: (B, L, 3, 3), (B, L, 3) canonical → recovered per link.
+        distances: (B, P, N) the input distance matrices.
+        object_points: (B, N, 3) the anchors.
+    """
+
+    solution: JointSolution
+    multilaterated: torch.Tensor
+    link_rotations: torch.Tensor
+    link_translations: torch.Tensor
+    distances: torch.Tensor
+    object_points: torch.Tensor
+
+
+def recover_grasps(distances: torch.Tensor, object_points: torch.Tensor, chain: HandChain,
+                   config: RecoveryConfig = RecoveryConfig()) -> RecoveredGrasps:
+    """Distance matrices → grasps (wrist pose + joints), batched over candidates.
+
+    Multilateration places every hand point; a weighted Kabsch per link turns the (noisy) points
+    into rigid link poses; the FK is fitted to the rigid link points (:func:`solve_joints`).
+
+    Args:
+        distances: (B, P, N) hand-point × object-point distances, metres (e.g. K CVAE samples).
+        object_points: (N, 3) or (B, N, 3) the object points of the columns, world frame, metres.
+        chain: the hand whose points are the rows.
+        config: recovery settings.
+
+    Returns:
+        :class:`RecoveredGrasps`.
+    """
+    if distances.dim() != 3 or distances.shape[1] != chain.link_index.shape[0]:
+        raise ValueError(f"distances must be (B, {chain.link_index.shape[0]}, N) for this hand, "
+                         f"got {tuple(distances.shape)}")
+    if not torch.isfinite(distances).all():
+        raise ValueError("distance matrix contains NaN or inf")
+    anchors = object_points.expand(distances.shape[0], -1, -1)
+    with torch.no_grad():
+        points = multilaterate(anchors, distances, scale_m=config.anchor_scale_m)
+        weights = 1.0 / (distances.amin(dim=-1) + config.contact_scale_m)
+        canonical = chain.canonical_points.to(points.dtype)
+        rot, trans = link_kabsch(canonical, points, chain.link_index, chain.num_links, weights)
+        rigid = apply_link_transforms(canonical, rot, trans, chain.link_index)
+        solution = solve_joints(rigid, chain, weights, config=config)
+    return RecoveredGrasps(solution=solution, multilaterated=points, link_rotations=rot,
+                           link_translations=trans, distances=distances, object_points=anchors)
+
+
+#: A ranking term: (weight, cost function over the candidates → (B,) costs, lower is better).
+RankingTerm = tuple[float, Callable[[RecoveredGrasps], torch.Tensor]]
+
+
+@dataclass
+class Ranking:
+    """Candidates ordered best first.
+
+    Attributes:
+        order: (B,) candidate indices, best first.
+        cost: (B,) total cost per candidate (inf = rejected, e.g. unreachable).
+        terms: name → (B,) unweighted cost of each term ("fit_residual_m" is always present).
+    """
+
+    order: torch.Tensor
+    cost: torch.Tensor
+    terms: dict[str, torch.Tensor]
+
+
+def rank_candidates(grasps: RecoveredGrasps, terms: Mapping[str, RankingTerm] | None = None,
+                    residual_weight: float = 1.0) -> Ranking:
+    """Order candidates by a weighted sum of costs: fit residual plus caller-given terms.
+
+    Typical terms (each a callable on :class:`RecoveredGrasps` returning (B,) costs): penetration
+    depth (metres), negative functional contact score, and reachability (0, or inf when the
+    Franka IK finds no solution — such candidates sort last).
+    """
+    values = {"fit_residual_m": grasps.solution.residual_m}
+    cost = residual_weight * values["fit_residual_m"]
+    for name, (weight, fn) in (terms or {}).items():
+        value = fn(grasps).to(cost.dtype)
+        if value.shape != cost.shape:
+            raise ValueError(f"ranking term '{name}' returned shape {tuple(value.shape)}, expected {tuple(cost.shape)}")
+        values[name] = value
+        cost = cost + weight * value
+    cost = torch.where(torch.isnan(cost), torch.full_like(cost, float("inf")), cost)
+    return Ranking(order=torch.argsort(cost, stable=True), cost=cost, terms=values)

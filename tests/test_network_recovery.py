@@ -1,0 +1,224 @@
+"""Grasp recovery from distance matrices: multilateration, Kabsch, joint solve, full recovery, ranking."""
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from grasp_planner.network.recovery import (HandChain, RecoveryConfig, apply_link_transforms, axis_angle_to_matrix,
+                                            kabsch, link_kabsch, multilaterate, rank_candidates, recover_grasps,
+                                            solve_joints)
+
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_torch_thread():
+    """Tiny tensors: one thread is faster and immune to OpenMP spin-waits on a busy 2-core machine."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def _random_rotation(gen: torch.Generator, n: int) -> torch.Tensor:
+    return axis_angle_to_matrix(torch.randn(n, 3, generator=gen, dtype=torch.float64) * 1.2)
+
+
+# --- A synthetic two-finger hand written in torch: palm + 3-link finger + 2-link finger with a mimic joint.
+_LINKS = {1: ((0.04, 0.02, 0.0), 0.045), 2: (None, 0.035), 3: (None, 0.025),      # finger A (joints 0, 1, 2)
+          4: ((0.04, -0.03, 0.0), 0.04), 5: (None, 0.03)}                          # finger B (joints 3, 4 = 0.7 q3)
+
+
+def _box_points(length: float, n: int = 4) -> torch.Tensor:
+    xs = torch.linspace(0.25, 1.0, n, dtype=torch.float64) * length
+    offs = torch.tensor([[0.008, 0.005], [-0.008, 0.005], [0.008, -0.005], [-0.008, -0.005]], dtype=torch.float64)
+    return torch.cat([torch.stack([x.expand(4), offs[:, 0], offs[:, 1]], -1) for x in xs])
+
+
+def _rot_y(q: torch.Tensor) -> torch.Tensor:
+    c, s, z, o = torch.cos(q), torch.sin(q), torch.zeros_like(q), torch.ones_like(q)
+    return torch.stack([torch.stack([c, z, s], -1), torch.stack([z, o, z], -1), torch.stack([-s, z, c], -1)], -2)
+
+
+class _TwoFingerHand:
+    """Batched FK ``(B, 5) → (B, P, 3)``: joints rotate about y, links extend along x."""
+
+    def __init__(self):
+        gx, gy = torch.meshgrid(torch.linspace(-0.03, 0.03, 4), torch.linspace(-0.04, 0.04, 4), indexing="ij")
+        palm = torch.stack([gx.ravel(), gy.ravel(), torch.zeros(16)], -1).double()
+        palm = torch.cat([palm, palm + torch.tensor([0.0, 0.0, -0.015], dtype=torch.float64)])
+        self.local = [palm] + [_box_points(_LINKS[i][1]) for i in range(1, 6)]
+        self.link_index = torch.cat([torch.full((len(p),), i) for i, p in enumerate(self.local)])
+
+    def __call__(self, q: torch.Tensor) -> torch.Tensor:
+        b = q.shape[0]
+        out = [self.local[0].to(q.dtype).expand(b, -1, -1)]
+        for links in ((1, 2, 3), (4, 5)):
+            rot = torch.eye(3, dtype=q.dtype).expand(b, 3, 3)
+            pos = torch.tensor(_LINKS[links[0]][0], dtype=q.dtype).expand(b, 3)
+            for link in links:                                   # joint of link i is q[:, i - 1]
+                rot = rot @ _rot_y(q[:, link - 1])
+                out.append(torch.einsum("bij,pj->bpi", rot, self.local[link].to(q.dtype)) + pos[:, None])
+                pos = pos + rot[:, :, 0] * _LINKS[link][1]
+        return torch.cat(out, dim=1)
+
+
+@pytest.fixture(scope="module")
+def hand() -> HandChain:
+    fk = _TwoFingerHand()
+    coupling = torch.zeros(5, 4, dtype=torch.float64)
+    coupling[0, 0] = coupling[1, 1] = coupling[2, 2] = coupling[3, 3] = 1.0
+    coupling[4, 3] = 0.7                                                     # mimic: q4 = 0.7 q3
+    return HandChain(fk=fk, lower=torch.tensor([-0.2, 0.0, 0.0, -0.1], dtype=torch.float64),
+                     upper=torch.tensor([1.5, 1.6, 1.4, 1.3], dtype=torch.float64), link_index=fk.link_index,
+                     joint_names=("a1", "a2", "a3", "b1"), coupling=coupling,
+                     canonical_q=torch.tensor([0.3, 0.3, 0.3, 0.3], dtype=torch.float64))
+
+
+def _random_grasp(hand: HandChain, gen: torch.Generator, n: int):
+    u = torch.rand(n, 4, generator=gen, dtype=torch.float64)
+    q = hand.lower + u * (hand.upper - hand.lower)
+    rot = _random_rotation(gen, n)
+    trans = torch.tensor([0.5, 0.1, 0.3], dtype=torch.float64) + 0.05 * torch.randn(n, 3, generator=gen,
+                                                                                    dtype=torch.float64)
+    points = hand.points(q) @ rot.transpose(-1, -2) + trans[:, None]
+    return q, rot, trans, points
+
+
+def test_multilateration_recovers_points_from_exact_distances():
+    gen = torch.Generator().manual_seed(0)
+    anchors = torch.rand(2, 200, 3, generator=gen, dtype=torch.float64) * 0.1
+    truth = torch.rand(2, 50, 3, generator=gen, dtype=torch.float64) * 0.15 - 0.025
+    got = multilaterate(anchors, torch.cdist(truth, anchors))
+    assert (got - truth).norm(dim=-1).max() < 1e-4
+    # float32 distances (what the network outputs) too.
+    got32 = multilaterate(anchors.float(), torch.cdist(truth, anchors).float())
+    assert got32.dtype == torch.float32 and (got32.double() - truth).norm(dim=-1).max() < 1e-4
+
+
+def test_multilateration_error_is_bounded_and_shrinks_with_more_anchors():
+    gen = torch.Generator().manual_seed(1)
+    sigma = 0.002
+    errors = {}
+    for n_anchors in (16, 64, 512):
+        anchors = torch.rand(20, n_anchors, 3, generator=gen, dtype=torch.float64) * 0.1
+        truth = torch.rand(20, 40, 3, generator=gen, dtype=torch.float64) * 0.1
+        noisy = torch.cdist(truth, anchors) + sigma * torch.randn(20, 40, n_anchors, generator=gen, dtype=torch.float64)
+        errors[n_anchors] = float((multilaterate(anchors, noisy.clamp_min(0)) - truth).norm(dim=-1).median())
+    assert errors[512] < errors[64] < errors[16]
+    assert errors[512] < sigma, errors
+    assert errors[16] < 5 * sigma, errors
+
+
+def test_multilateration_refuses_mismatched_anchor_count():
+    with pytest.raises(ValueError, match="anchors"):
+        multilaterate(torch.rand(1, 10, 3), torch.rand(1, 5, 9))
+
+
+def test_kabsch_recovers_a_known_rigid_transform_with_weights():
+    gen = torch.Generator().manual_seed(2)
+    rot, trans = _random_rotation(gen, 3), torch.randn(3, 3, generator=gen, dtype=torch.float64)
+    src = torch.randn(3, 30, 3, generator=gen, dtype=torch.float64) * 0.05
+    dst = src @ rot.transpose(-1, -2) + trans[:, None]
+    dst[:, :5] += 0.5                                              # outliers with zero weight
+    w = torch.ones(3, 30, dtype=torch.float64)
+    w[:, :5] = 0
+    r_est, t_est = kabsch(src, dst, w)
+    assert torch.allclose(r_est, rot, atol=1e-9) and torch.allclose(t_est, trans, atol=1e-9)
+    assert torch.allclose(torch.linalg.det(r_est), torch.ones(3, dtype=torch.float64))
+
+
+def test_link_kabsch_recovers_each_link_pose(hand):
+    gen = torch.Generator().manual_seed(3)
+    q, rot, trans, points = _random_grasp(hand, gen, 4)
+    r_l, t_l = link_kabsch(hand.canonical_points, points, hand.link_index, hand.num_links)
+    assert r_l.shape == (4, hand.num_links, 3, 3)
+    rebuilt = apply_link_transforms(hand.canonical_points, r_l, t_l, hand.link_index)
+    assert (rebuilt - points).norm(dim=-1).max() < 1e-9          # every link is rigid: exact
+
+
+def test_joint_solve_recovers_known_joints_wrist_and_mimic_coupling(hand):
+    gen = torch.Generator().manual_seed(4)
+    q, rot, trans, points = _random_grasp(hand, gen, 8)
+    sol = solve_joints(points, hand)
+    assert sol.iterations <= 64
+    assert (sol.q - q).abs().max() < 1e-4, (sol.q - q).abs().max(-1)
+    assert torch.allclose(sol.wrist_pose[:, :3, :3], rot, atol=1e-5)
+    assert torch.allclose(sol.wrist_pose[:, :3, 3], trans, atol=1e-5)
+    assert torch.allclose(sol.q_full[:, 4], 0.7 * sol.q[:, 3])
+    assert sol.residual_m.max() < 1e-6
+
+
+def test_joint_solve_stays_within_limits_and_limits_each_step(hand):
+    q = torch.tensor([[0.5, 0.8, -0.6, 1.9]], dtype=torch.float64)           # a3 below, b1 above its limits
+    points = hand.fk(torch.cat([q, 0.7 * q[:, 3:]], -1))
+    one_step = solve_joints(points, hand, config=RecoveryConfig(max_iterations=1, max_joint_step_rad=0.5))
+    assert (one_step.q - hand.default_q()).abs().max() <= 0.5 + 1e-12
+    sol = solve_joints(points, hand)
+    assert (sol.q >= hand.lower).all() and (sol.q <= hand.upper).all()
+    assert sol.q[0, 2] == pytest.approx(0.0) and sol.q[0, 3] == pytest.approx(1.3)
+    # At least as good as the truth clamped into the limits (the wrist and other joints compensate).
+    clamped = hand.points(q.clamp(hand.lower, hand.upper))
+    clamped_rms = (clamped - points).square().sum(-1).mean().sqrt()
+    assert sol.residual_m[0] <= clamped_rms + 1e-9
+
+
+def _object_shell(gen: torch.Generator, centre: torch.Tensor, n: int = 300) -> torch.Tensor:
+    d = torch.randn(n, 3, generator=gen, dtype=torch.float64)
+    return centre + 0.06 * d / d.norm(dim=-1, keepdim=True) * (1 + 0.3 * torch.rand(n, 1, generator=gen,
+                                                                                       dtype=torch.float64))
+
+
+def test_recovery_reproduces_a_ground_truth_grasp_from_its_true_distance_matrix(hand):
+    gen = torch.Generator().manual_seed(6)
+    q, rot, trans, points = _random_grasp(hand, gen, 5)
+    obj = _object_shell(gen, points.mean(dim=(0, 1)))
+    rec = recover_grasps(torch.cdist(points, obj).float(), obj.float(), hand)
+    assert (rec.multilaterated.double() - points).norm(dim=-1).max() < 1e-3
+    assert (rec.solution.q.double() - q).abs().max() < 1e-2
+    assert (rec.solution.points.double() - points).norm(dim=-1).max() < 1e-3
+    assert torch.allclose(rec.solution.wrist_pose[:, :3, 3].double(), trans, atol=1e-3)
+
+
+def test_recovery_from_noisy_distances_is_close_and_ranked_by_fit(hand):
+    gen = torch.Generator().manual_seed(7)
+    q, rot, trans, points = _random_grasp(hand, gen, 1)
+    obj = _object_shell(gen, points.mean(dim=(0, 1)), 400)
+    exact = torch.cdist(points, obj)
+    noise = torch.tensor([0.0, 0.002, 0.02], dtype=torch.float64)[:, None, None]
+    noisy = (exact + noise * torch.randn(3, *exact.shape[1:], generator=gen, dtype=torch.float64)).clamp_min(0)
+    rec = recover_grasps(noisy, obj, hand)
+    err = (rec.solution.points - points).norm(dim=-1).mean(-1)
+    assert err[1] < 0.003 and err[0] < err[1] < err[2]
+    ranking = rank_candidates(rec)
+    assert ranking.order.tolist() == [0, 1, 2]
+
+
+def test_ranking_terms_reorder_and_reject_candidates(hand):
+    gen = torch.Generator().manual_seed(8)
+    q, rot, trans, points = _random_grasp(hand, gen, 3)
+    obj = _object_shell(gen, points.mean(dim=(0, 1)))
+    rec = recover_grasps(torch.cdist(points, obj), obj, hand)
+    penetration = torch.tensor([0.01, 0.0, 0.002], dtype=torch.float64)
+    reachable = torch.tensor([0.0, math.inf, 0.0], dtype=torch.float64)
+    ranking = rank_candidates(rec, {"penetration_m": (10.0, lambda g: penetration),
+                                    "unreachable": (1.0, lambda g: reachable)})
+    assert ranking.order.tolist() == [2, 0, 1]
+    assert math.isinf(float(ranking.cost[1])) and set(ranking.terms) == {"fit_residual_m", "penetration_m",
+                                                                           "unreachable"}
+    with pytest.raises(ValueError, match="shape"):
+        rank_candidates(rec, {"bad": (1.0, lambda g: torch.zeros(2))})
+
+
+def test_recovery_refuses_bad_input(hand):
+    obj = torch.rand(50, 3, dtype=torch.float64)
+    with pytest.raises(ValueError, match="distances must be"):
+        recover_grasps(torch.rand(2, 7, 50), obj, hand)
+    bad = torch.rand(1, hand.link_index.shape[0], 50, dtype=torch.float64)
+    bad[0, 0, 0] = float("nan")
+    with pytest.raises(ValueError, match="NaN"):
+        recover_grasps(bad, obj, hand)
+    with pytest.raises(ValueError, match="lower > upper"):
+        HandChain(fk=hand.fk, lower=torch.ones(4), upper=torch.zeros(4), link_index=hand.link_index,
+                  joint_names=hand.joint_names)
