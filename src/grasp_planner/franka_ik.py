@@ -67,13 +67,18 @@ class IKConfig:
         position_tolerance_m: success threshold on flange position error, metres.
         orientation_tolerance_rad: success threshold on flange rotation angle error, radians.
         max_iterations: DLS iterations per attempt.
-        restarts: random restarts after the seeded attempt.
+        restarts: restarts after the seeded attempt: first from the ``library_seeds`` library
+            configurations whose flange pose is nearest the target, then uniform random ones.
         damping: DLS damping λ² (adds λ²·I to J·Jᵀ), unitless.
         max_step_rad: largest joint change per iteration (the step is scaled down), radians.
         stall_iterations: abandon an attempt when the error has not dropped by 1 % in this many
             iterations (unless it is already within 10× the position tolerance).
-        seed: seed of the restart starts; :meth:`FrankaKinematics.solve` restarts the generator on
-            every call, so a target and seed always give the same answer.
+        seed: seed of the restart starts and of the seed library; :meth:`FrankaKinematics.solve`
+            restarts the generator on every call, so a target and seed always give the same answer.
+        library_size: in-limit configurations (FK precomputed once) that restarts are drawn from
+            nearest-first; 0 disables the library.
+        library_seeds: how many of the nearest library configurations are tried before random
+            restarts.
     """
 
     position_tolerance_m: float = POSITION_TOLERANCE_M
@@ -84,6 +89,8 @@ class IKConfig:
     max_step_rad: float = 0.4
     stall_iterations: int = 12
     seed: int = 0
+    library_size: int = 2048
+    library_seeds: int = 4
 
     def __post_init__(self) -> None:
         if self.position_tolerance_m <= 0 or self.orientation_tolerance_rad <= 0:
@@ -93,6 +100,9 @@ class IKConfig:
             raise ValueError(f"IK iteration counts out of range: max_iterations={self.max_iterations} "
                              f"(>=1), restarts={self.restarts} (>=0), "
                              f"stall_iterations={self.stall_iterations} (>=2)")
+        if self.library_size < 0 or self.library_seeds < 0:
+            raise ValueError(f"library_size ({self.library_size}) and library_seeds "
+                             f"({self.library_seeds}) must be >= 0")
         if self.damping <= 0 or self.max_step_rad <= 0:
             raise ValueError(f"damping ({self.damping}) and max_step_rad ({self.max_step_rad}) "
                              "must be > 0")
@@ -106,6 +116,16 @@ def _as_pose(T: np.ndarray, what: str) -> np.ndarray:
     if not np.allclose(R.T @ R, np.eye(3), atol=1e-5) or np.linalg.det(R) < 0:
         raise ValueError(f"{what} rotation part is not a proper rotation matrix")
     return T
+
+
+def pose_distance(positions: np.ndarray, rotations: np.ndarray, T: np.ndarray) -> np.ndarray:
+    """(N,) metres: position error + 0.1 m/rad × rotation angle between N poses and ``T``.
+
+    Args:
+        positions: (N, 3) metres; rotations: (N, 3, 3); T: (4, 4) pose, same frame.
+    """
+    cos = (np.einsum("nij,ij->n", rotations, T[:3, :3]) - 1.0) / 2.0
+    return np.linalg.norm(positions - T[:3, 3], axis=1) + 0.1 * np.arccos(np.clip(cos, -1.0, 1.0))
 
 
 def translate(T: np.ndarray, offset_m: np.ndarray) -> np.ndarray:
@@ -158,6 +178,34 @@ class FrankaKinematics:
         self.lower_rad = model.lowerPositionLimit[self._pin_idx].copy()
         self.upper_rad = model.upperPositionLimit[self._pin_idx].copy()
         self._rng = np.random.default_rng(self.config.seed)
+        self._build_seed_library()
+
+    def _build_seed_library(self) -> None:
+        """Precompute FK of ``config.library_size`` seeded in-limit configurations whose flange is
+        outside the base keep-out (restarts start from the ones nearest a target)."""
+        rng = np.random.default_rng(self.config.seed + 1)
+        qs, pos, rot = [], [], []
+        while len(qs) < self.config.library_size:
+            q = rng.uniform(self.lower_rad, self.upper_rad)
+            T = self.fk(q)
+            if self.refusal_reason(T):
+                continue
+            qs.append(q)
+            pos.append(T[:3, 3].copy())
+            rot.append(T[:3, :3].copy())
+        self._lib_q = np.asarray(qs).reshape(-1, 7)
+        self._lib_pos = np.asarray(pos).reshape(-1, 3)
+        self._lib_rot = np.asarray(rot).reshape(-1, 3, 3)
+
+    def nearest_library_configurations(self, T_target: np.ndarray, k: int) -> np.ndarray:
+        """(≤k, 7) radians: library configurations whose flange pose is nearest ``T_target``
+        (:func:`pose_distance`, the solver's own cost), nearest first."""
+        if k <= 0 or not len(self._lib_q):
+            return np.zeros((0, 7))
+        cost = pose_distance(self._lib_pos, self._lib_rot, T_target)
+        k = min(k, len(cost))
+        nearest = np.argpartition(cost, k - 1)[:k]
+        return self._lib_q[nearest[np.argsort(cost[nearest])]]
 
     # ----------------------------------------------------------------- ordering helpers
     def _to_pin(self, q: np.ndarray) -> np.ndarray:
@@ -309,9 +357,10 @@ class FrankaKinematics:
         """Joint angles that put the flange at ``T_target``.
 
         The first attempt starts at ``q_seed`` (``READY_Q`` when None, clipped into the limits);
-        further attempts start at uniform random in-limit configurations. Each attempt is damped
-        least squares on the 6D SE(3) log error, with the configuration clamped into the joint
-        limits after every step.
+        the next ones at the ``config.library_seeds`` library configurations whose flange pose is
+        nearest the target, the rest at uniform random in-limit configurations. Each attempt is
+        damped least squares on the 6D SE(3) log error, with the configuration clamped into the
+        joint limits after every step.
 
         Args:
             T_target: (4, 4) flange pose in the base frame, metres.
@@ -342,8 +391,11 @@ class FrankaKinematics:
         total_it = 0
         best = (np.inf, None, np.inf, np.inf)
         rng = None
+        near = self.nearest_library_configurations(T_target, min(cfg.library_seeds, n_restarts))
         for attempt in range(n_restarts + 1):
-            if attempt > 0:
+            if 0 < attempt <= len(near):
+                q0 = self._to_pin(near[attempt - 1])
+            elif attempt > 0:
                 # A fresh generator per solve: the same target and seed give the same answer
                 # whatever was solved before.
                 rng = rng or np.random.default_rng(cfg.seed)
@@ -383,6 +435,60 @@ class FrankaKinematics:
                 raise ValueError(f"got {len(seed_list)} seeds for {n} targets; pass one per target, "
                                  "a single (7,) seed, or None")
         return [self.solve(T, s) for T, s in zip(targets, seed_list)]
+
+    def solve_batch(self, targets: Sequence[np.ndarray] | np.ndarray, q_seed: np.ndarray | None = None, *,
+                    neighbour_radius_m: float = 0.10) -> list[IKResult]:
+        """Solve many candidate flange poses, warm-starting each from an already solved neighbour.
+
+        Targets are visited nearest-neighbour first (starting from the one closest to the seed's
+        flange pose). Each is solved from the solution of its nearest already-solved neighbour
+        when that one lies within ``neighbour_radius_m`` (pose distance: position error +
+        0.1 m/rad × rotation angle), without restarts; if that attempt fails, or no neighbour is
+        close, it gets a full :meth:`solve` from ``q_seed``. Neighbouring candidates therefore end
+        on the same IK branch, and clustered candidates cost a few iterations each.
+
+        Args:
+            targets: K (4, 4) flange poses (sequence or (K, 4, 4) array), base frame, metres.
+            q_seed: (7,) radians for the first target (``READY_Q`` when None).
+            neighbour_radius_m: largest pose distance for a warm start, metres.
+
+        Returns:
+            K IKResults in the order of ``targets`` (unreachable ones refused as in :meth:`solve`).
+
+        Raises:
+            ValueError: a malformed target or seed.
+        """
+        Ts = [_as_pose(T, f"targets[{i}]") for i, T in enumerate(targets)]
+        seed = panda.READY_Q if q_seed is None else self._check_q(q_seed, "q_seed")
+        if not Ts:
+            return []
+        pos = np.array([T[:3, 3] for T in Ts])
+        rot = np.array([T[:3, :3] for T in Ts])
+
+        results: list[IKResult | None] = [None] * len(Ts)
+        T_seed = self.fk(seed)
+        todo = np.arange(len(Ts))
+        current = int(todo[np.argmin(pose_distance(pos[todo], rot[todo], T_seed))])
+        solved: list[int] = []
+        while True:
+            T = Ts[current]
+            res = None
+            if solved:
+                idx = np.asarray(solved)
+                d = pose_distance(pos[idx], rot[idx], T)
+                if d.min() <= neighbour_radius_m and not self.refusal_reason(T):
+                    warm = self.solve(T, results[int(idx[np.argmin(d)])].q, restarts=0)
+                    res = warm if warm.success else None
+            if res is None:
+                res = self.solve(T, seed)
+            results[current] = res
+            todo = todo[todo != current]
+            if res.success:
+                solved.append(current)
+            if not len(todo):
+                break
+            current = int(todo[np.argmin(pose_distance(pos[todo], rot[todo], T))])
+        return results  # type: ignore[return-value]
 
     def elbow_position(self, q: np.ndarray) -> np.ndarray:
         """(3,) metres: origin of ``panda_link4`` (the elbow) in the base frame."""
