@@ -12,5 +12,6 @@ setup(
         (f"share/{PACKAGE}/launch", glob("launch/*.launch.py")),
         (f"share/{PACKAGE}/config", glob("config/*.yaml") + glob("config/*.xml") + glob("config/*.rviz")),
         (f"share/{PACKAGE}/config/hands", glob("config/hands/*.yaml")),
+        (f"share/{PACKAGE}/config/demonstrations", glob("config/demonstrations/*.yaml")),
     ],
 )

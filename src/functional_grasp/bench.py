@@ -2,13 +2,23 @@
 
 Sections (each a function returning a flat dict of numbers whose key ends with its unit):
 
-- ``kinematics`` — :func:`grasp_planner.bench_kinematics.run`: IK success rate and solve times.
+- ``kinematics`` — :func:`grasp_planner.bench_kinematics.run`: IK success rate and solve times,
+  batched IK throughput, torch hand FK time per hand (1 and 1024 configurations, all points).
 - ``perception`` — the tabletop segmenter on a rendered simulator RGB-D frame, repeated.
 - ``sim`` — physics steps per second of the full scene, RGB-D render time, one disturbance test.
-- ``planner`` — :meth:`GraspPlanner.plan` on the segmented simulator cloud: total and per stage.
+- ``sim`` — also disturbance tests per second (each test = 6 direction trials).
+- ``planner`` — :meth:`GraspPlanner.plan` on the segmented simulator cloud: total and per stage
+  (median, p95), grasps per second.
+- ``eval`` — :mod:`functional_grasp.eval_bench`: full-pipeline trials per second with 1 and 2
+  worker processes, their ratio, per-stage latency over random poses.
+- ``install`` — size of the venv and of the repository checkout, and the peak memory of a bare
+  Python process of this project (the floor under every section's peak).
 
 The simulator scene is the one the ``sim`` graph builds (same camera pose and object placement,
-see :func:`functional_grasp.demo.sim_scene_config`); it is built once and shared by the sections.
+see :func:`functional_grasp.demo.sim_scene_config`). By default every section runs in a fresh
+subprocess and reports its own peak memory (``peak_rss_mb``, the process's RSS high-water mark,
+interpreter and imports included); ``isolate=False`` runs them in this process, sharing one
+scene, without memory figures. Keys ending in ``_x`` are ratios (``a_vs_b_x`` = a / b).
 """
 from __future__ import annotations
 
@@ -24,10 +34,18 @@ from typing import Any
 import numpy as np
 
 #: Sections in the order they run.
-SECTIONS = ("kinematics", "perception", "sim", "planner")
+SECTIONS = ("kinematics", "perception", "sim", "planner", "eval", "install")
 #: Unit shown for a metric, by the suffix of its key.
 _UNIT_SUFFIXES = (("_per_s", "1/s"), ("_ms", "ms"), ("_us", "µs"), ("_s", "s"), ("_m", "m"),
-                  ("_kg", "kg"), ("_rate", "fraction"), ("_fraction", "fraction"))
+                  ("_kg", "kg"), ("_rate", "fraction"), ("_fraction", "fraction"), ("_mb", "MB"),
+                  ("_x", "ratio"))
+#: Comparison points of the ``_x`` ratios: perception target (README) and DESIGN.md's render time, ms.
+PERCEPTION_TARGET_MS = 150.0
+RENDER_DESIGN_MS = 90.0
+#: Prefix of the line a section subprocess prints its metrics on (JSON).
+_SECTION_RESULT_PREFIX = "FGRASP_BENCH_SECTION "
+#: Wall-clock limit of one section subprocess, seconds.
+SECTION_TIMEOUT_S = 1800.0
 
 
 @dataclass(frozen=True)
@@ -43,7 +61,9 @@ class BenchConfig:
         physics_steps: physics steps timed in the sim section.
         render_runs: RGB-D renders timed in the sim section.
         plan_runs: planner calls on the same cloud.
-        seed: seed of the IK target generator.
+        disturbance_runs: disturbance tests timed in the sim section.
+        eval_trials: full-pipeline trials of the eval section (per worker count).
+        seed: seed of the IK target generator and of the eval section's poses.
     """
 
     object: str = "mug"
@@ -53,18 +73,21 @@ class BenchConfig:
     segment_runs: int = 20
     physics_steps: int = 5000
     render_runs: int = 10
-    plan_runs: int = 3
+    plan_runs: int = 5
+    disturbance_runs: int = 3
+    eval_trials: int = 4
     seed: int = 0
 
     @classmethod
     def make(cls, quick: bool = False, **kwargs: Any) -> "BenchConfig":
         """Full sizes, or the quick ones when ``quick``; ``kwargs`` override either."""
-        sizes = (dict(ik_targets=50, segment_runs=3, physics_steps=500, render_runs=2, plan_runs=1)
-                 if quick else {})
+        sizes = (dict(ik_targets=50, segment_runs=3, physics_steps=500, render_runs=2, plan_runs=1,
+                      disturbance_runs=1, eval_trials=2) if quick else {})
         return cls(quick=quick, **{**sizes, **kwargs})
 
     def __post_init__(self) -> None:
-        for name in ("ik_targets", "segment_runs", "physics_steps", "render_runs", "plan_runs"):
+        for name in ("ik_targets", "segment_runs", "physics_steps", "render_runs", "plan_runs",
+                     "disturbance_runs", "eval_trials"):
             if int(getattr(self, name)) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
 
@@ -117,22 +140,7 @@ class _Scene:
         return self._frame
 
     def segmenter(self):
-        from functional_grasp.demo import node_parameters
-        from grasp_perception.segmentation import SegmentationConfig, make_segmenter
-
-        p = node_parameters("sim", "grasp_perception")
-        d = SegmentationConfig()
-        cfg = SegmentationConfig(
-            workspace_min_m=tuple(p.get("workspace_min_xyz", d.workspace_min_m)),
-            workspace_max_m=tuple(p.get("workspace_max_xyz", d.workspace_max_m)),
-            voxel_size_m=float(p.get("voxel_size_m", d.voxel_size_m)),
-            plane_distance_m=float(p.get("plane_distance_m", d.plane_distance_m)),
-            cluster_tolerance_m=float(p.get("cluster_tolerance_m", d.cluster_tolerance_m)),
-            min_cluster_points=int(p.get("min_cluster_points", d.min_cluster_points)),
-            target=str(p.get("target", d.target)),
-            target_point_m=tuple(p.get("target_point", d.target_point_m)),
-            target_index=int(p.get("target_index", d.target_index)))
-        return make_segmenter(str(p.get("segmenter", "tabletop")), cfg)
+        return build_segmenter()
 
     def cloud(self) -> np.ndarray:
         """(N, 3) float64 object points, metres, base frame."""
@@ -150,7 +158,9 @@ def bench_kinematics(config: BenchConfig, scene: _Scene) -> dict[str, float]:
     """IK benchmark of :mod:`grasp_planner.bench_kinematics` with ``config.ik_targets`` targets."""
     from grasp_planner import bench_kinematics
 
-    return {k: float(v) for k, v in bench_kinematics.run(n=config.ik_targets, seed=config.seed).items()}
+    fk_repeats = 5 if config.quick else bench_kinematics.FK_REPEATS
+    return {k: float(v) for k, v in bench_kinematics.run(n=config.ik_targets, seed=config.seed,
+                                                         fk_repeats=fk_repeats).items()}
 
 
 def bench_perception(config: BenchConfig, scene: _Scene) -> dict[str, float]:
@@ -168,11 +178,16 @@ def bench_perception(config: BenchConfig, scene: _Scene) -> dict[str, float]:
     out = {"runs": float(config.segment_runs), "image_width": float(k.width), "image_height": float(k.height),
            "object_points": float(n_points), **_stats(times_ms, "", "ms")}
     out.update({f"stage_{name}_median_ms": float(np.median(v)) for name, v in stages.items()})
+    out["median_vs_target_150ms_x"] = out["median_ms"] / PERCEPTION_TARGET_MS
     return out
 
 
 def bench_sim(config: BenchConfig, scene: _Scene) -> dict[str, float]:
-    """Physics steps/s of the full scene, RGB-D render time, and one disturbance test's wall time."""
+    """Physics steps/s of the full scene, RGB-D render time, disturbance tests per second.
+
+    The disturbance tests run on the object resting on the table (no grasp: the hand-held case
+    is timed by the ``eval`` section's ``disturbance`` stage).
+    """
     from sim_bridge.evaluation import run_disturbance_test
 
     world = scene.world
@@ -190,10 +205,36 @@ def bench_sim(config: BenchConfig, scene: _Scene) -> dict[str, float]:
         world.render_rgbd()
         render_ms.append((time.perf_counter() - t0) * 1e3)
     out.update(_stats(render_ms, "rgbd_render_", "ms"))
-    result = run_disturbance_test(world)
-    out.update({"disturbance_test_wall_s": float(result.wall_time_s),
-                "disturbance_test_sim_s": float(result.sim_time_s)})
+    out["rgbd_render_median_vs_design_90ms_x"] = out["rgbd_render_median_ms"] / RENDER_DESIGN_MS
+    walls = []
+    for _ in range(config.disturbance_runs):
+        result = run_disturbance_test(world)
+        walls.append(float(result.wall_time_s))
+    out.update({"disturbance_test_wall_median_s": float(np.median(walls)),
+                "disturbance_test_sim_s": float(result.sim_time_s),
+                "disturbance_tests_per_s": len(walls) / sum(walls),
+                "disturbance_direction_trials_per_s": len(walls) * len(result.displacement_m) / sum(walls)})
     return out
+
+
+def build_segmenter():
+    """The segmenter configured from the ``grasp_perception`` parameters of the ``sim`` graph."""
+    from functional_grasp.demo import node_parameters
+    from grasp_perception.segmentation import SegmentationConfig, make_segmenter
+
+    p = node_parameters("sim", "grasp_perception")
+    d = SegmentationConfig()
+    cfg = SegmentationConfig(
+        workspace_min_m=tuple(p.get("workspace_min_xyz", d.workspace_min_m)),
+        workspace_max_m=tuple(p.get("workspace_max_xyz", d.workspace_max_m)),
+        voxel_size_m=float(p.get("voxel_size_m", d.voxel_size_m)),
+        plane_distance_m=float(p.get("plane_distance_m", d.plane_distance_m)),
+        cluster_tolerance_m=float(p.get("cluster_tolerance_m", d.cluster_tolerance_m)),
+        min_cluster_points=int(p.get("min_cluster_points", d.min_cluster_points)),
+        target=str(p.get("target", d.target)),
+        target_point_m=tuple(p.get("target_point", d.target_point_m)),
+        target_index=int(p.get("target_index", d.target_index)))
+    return make_segmenter(str(p.get("segmenter", "tabletop")), cfg)
 
 
 def build_planner(hand_name: str):
@@ -233,25 +274,123 @@ def bench_planner(config: BenchConfig, scene: _Scene) -> dict[str, float]:
             stages.setdefault(name, []).append(s)
     out = {"runs": float(config.plan_runs), "cloud_points": float(len(cloud)),
            "success_rate": ok / config.plan_runs, **_stats(totals, "", "s")}
-    out.update({f"stage_{name}_median_s": float(np.median(v)) for name, v in stages.items()})
+    for name, v in stages.items():
+        out.update({f"stage_{name}_median_s": float(np.median(v)),
+                    f"stage_{name}_p95_s": float(np.percentile(v, 95))})
+    out["grasps_per_s"] = config.plan_runs / sum(totals)
     return out
+
+
+def _peak_rss_mb(who: int = 0) -> float:
+    """RSS high-water mark (MB) of this process (``who`` 0) or of its largest waited-for child (1)."""
+    import resource
+
+    usage = resource.getrusage(resource.RUSAGE_SELF if who == 0 else resource.RUSAGE_CHILDREN)
+    return usage.ru_maxrss / 1024.0  # Linux: kilobytes
+
+
+def _du_mb(path: Path, exclude: Sequence[str] = ()) -> float | None:
+    """Disk usage of ``path`` in MB (``du``), None when it does not exist or du fails."""
+    import subprocess
+
+    if not path.exists():
+        return None
+    cmd = ["du", "-sk", *[f"--exclude={e}" for e in exclude], str(path)]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    return int(proc.stdout.split()[0]) / 1024.0 if proc.returncode == 0 and proc.stdout else None
+
+
+def bench_install(config: BenchConfig, scene: _Scene) -> dict[str, float]:
+    """Install footprint: venv and checkout sizes, and a bare project Python process's peak memory."""
+    import subprocess
+    import sys
+
+    from grasp_common.rosenv import project_root
+
+    root = Path(project_root())
+    venv = Path(sys.prefix)
+    out = {"venv_size_mb": _du_mb(venv), "repo_checkout_mb": _du_mb(root, (".venv", "out", ".git")),
+           "repo_git_dir_mb": _du_mb(root / ".git")}
+    probe = "import resource, functional_grasp.bench; print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)"
+    proc = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120)
+    if proc.returncode == 0:
+        out["python_baseline_peak_rss_mb"] = int(proc.stdout.split()[-1]) / 1024.0
+    return {k: float(v) for k, v in out.items() if v is not None}
+
+
+def bench_eval(config: BenchConfig, scene: _Scene) -> dict[str, float]:
+    """Full-pipeline trials (:func:`functional_grasp.eval_bench.run`)."""
+    from functional_grasp import eval_bench
+
+    return eval_bench.run(config.object, config.hand, config.eval_trials, config.seed)
 
 
 #: Section name -> function(config, scene) -> metrics.
 SECTION_FUNCTIONS: dict[str, Callable[[BenchConfig, _Scene], dict[str, float]]] = {
     "kinematics": bench_kinematics, "perception": bench_perception, "sim": bench_sim,
-    "planner": bench_planner,
+    "planner": bench_planner, "eval": bench_eval, "install": bench_install,
 }
 
 
+def section_main() -> int:
+    """Child-process entry: read ``{"section", "config"}`` JSON on stdin, run it, print its metrics.
+
+    The metrics (plus ``peak_rss_mb``, and ``workers_peak_rss_mb`` when the section spawned
+    processes) go on one stdout line after :data:`_SECTION_RESULT_PREFIX`.
+    """
+    import json
+    import sys
+
+    os.environ.setdefault("MUJOCO_GL", "egl")
+    request = json.loads(sys.stdin.read())
+    config = BenchConfig(**request["config"])
+    scene = _Scene(config)
+    try:
+        metrics = SECTION_FUNCTIONS[request["section"]](config, scene)
+    except Exception as exc:  # noqa: BLE001 - reported as the section's error
+        metrics = {"error": f"{type(exc).__name__}: {exc}"}
+    finally:
+        scene.close()
+    if "error" not in metrics:
+        metrics["peak_rss_mb"] = _peak_rss_mb(0)
+        if request["section"] == "eval":  # its worker processes (largest one)
+            metrics["workers_peak_rss_mb"] = _peak_rss_mb(1)
+    from functional_grasp.demo import json_safe
+
+    print(_SECTION_RESULT_PREFIX + json.dumps(json_safe(metrics)), flush=True)
+    return 0
+
+
+def _run_section_isolated(name: str, config: BenchConfig) -> dict:
+    """Run one section in a fresh Python process (its own peak memory); its metrics or ``{"error"}``."""
+    import json
+    import subprocess
+    import sys
+    from dataclasses import asdict
+
+    code = "import sys; from functional_grasp.bench import section_main; sys.exit(section_main())"
+    try:
+        proc = subprocess.run([sys.executable, "-c", code], input=json.dumps({"section": name, "config": asdict(config)}),
+                              capture_output=True, text=True, timeout=SECTION_TIMEOUT_S)
+    except subprocess.TimeoutExpired:
+        return {"error": f"section '{name}' did not finish within {SECTION_TIMEOUT_S:.0f} s"}
+    for line in reversed(proc.stdout.splitlines()):
+        if line.startswith(_SECTION_RESULT_PREFIX):
+            return json.loads(line[len(_SECTION_RESULT_PREFIX):])
+    tail = " | ".join(proc.stderr.strip().splitlines()[-3:])
+    return {"error": f"section '{name}' process exited with code {proc.returncode} without results: {tail}"}
+
+
 def run_bench(sections: Sequence[str], config: BenchConfig,
-              on_section: Callable[[str, dict, float], None] | None = None) -> dict[str, Any]:
+              on_section: Callable[[str, dict, float], None] | None = None,
+              isolate: bool = True) -> dict[str, Any]:
     """Run ``sections`` in :data:`SECTIONS` order and return the JSON-ready results.
 
     Args:
         sections: names from :data:`SECTIONS` (empty: all).
         config: sample sizes and scene.
         on_section: called after each section with (name, metrics, wall seconds).
+        isolate: run each section in a fresh subprocess and report its ``peak_rss_mb``.
 
     Returns:
         ``{"created_at", "config", "machine", "versions", "sections": {name: metrics},
@@ -276,7 +415,8 @@ def run_bench(sections: Sequence[str], config: BenchConfig,
         for name in chosen:
             t0 = time.perf_counter()
             try:
-                results[name] = SECTION_FUNCTIONS[name](config, scene)
+                results[name] = (_run_section_isolated(name, config) if isolate
+                                 else SECTION_FUNCTIONS[name](config, scene))
             except Exception as exc:  # noqa: BLE001 - one broken section must not hide the others
                 results[name] = {"error": f"{type(exc).__name__}: {exc}"}
             wall[name] = time.perf_counter() - t0
@@ -287,8 +427,8 @@ def run_bench(sections: Sequence[str], config: BenchConfig,
     return {"created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
             "config": asdict(config),
             "machine": {"cpus": os.cpu_count(), "platform": platform.platform(),
-                        "processor": platform.machine()},
-            "versions": versions(), "sections": results, "section_wall_s": wall}
+                        "processor": platform.machine(), "load_avg_1min_at_end": os.getloadavg()[0]},
+            "versions": versions(), "sections": results, "section_wall_s": wall, "isolated": isolate}
 
 
 def table_rows(results: Mapping[str, Any]) -> list[tuple[str, str, Any, str]]:

