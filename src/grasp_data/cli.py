@@ -1,7 +1,13 @@
-"""``fgrasp data``: the data engine's subcommands (``show`` for now).
+"""``fgrasp data``: the data engine's subcommands.
 
     fgrasp data show --out out/gallery.png                     # one instance per category
     fgrasp data show --category drill --seed 4 --contacts --out drill.png
+    fgrasp data generate --category drill --objects 50 --hand oymotion --out DIR   # dataset
+    fgrasp data generate ... --workers 2                       # local worker processes
+    fgrasp data generate ... --ray-address auto                # Ray cluster (pip install ray)
+
+``generate`` resumes: run it again with the same options (or more ``--objects``) and it only
+makes the objects missing from ``DIR`` (format: :mod:`grasp_data.dataset`).
 
 ``--contacts`` transfers the category's demonstration to the instance and marks the most
 confident candidate per finger. The ``fgrasp`` entry point (``functional_grasp.cli``) adds the
@@ -39,7 +45,7 @@ def add_data_parser(sub: Any) -> None:
     """Add ``data`` and its subcommands to the ``fgrasp`` subparsers ``sub``."""
     data = sub.add_parser("data", help="functional objects, demonstrations and contact transfer",
                           description="The data engine's object side. Exit code: 0 done, 1 a step failed.")
-    data_sub = data.add_subparsers(dest="data_command", required=True, metavar="{show}")
+    data_sub = data.add_subparsers(dest="data_command", required=True, metavar="{show,generate}")
     show = data_sub.add_parser(
         "show", help="draw generated instances coloured by functional region into a PNG",
         description="Generate one instance per category (default: every category) and write a PNG "
@@ -55,11 +61,79 @@ def add_data_parser(sub: Any) -> None:
                       help="size of each view, pixels (default: 320)")
     show.add_argument("--out", type=Path, default=Path("out/data/gallery.png"), metavar="PNG",
                       help="picture to write (default: out/data/gallery.png)")
+    _add_generate_parser(data_sub)
+
+
+def _add_generate_parser(data_sub: Any) -> None:
+    from grasp_data.engine import COLLISIONS, GenerateSettings
+
+    d = GenerateSettings()
+    gen = data_sub.add_parser(
+        "generate", help="generate a grasp dataset: objects, adapted and validated grasps, RGB-D renders",
+        description="For every object: transfer the category demonstration, adapt a batch of grasps, "
+                    "validate them in MuJoCo (disturbance + functional criterion), render RGB-D views, and "
+                    "write one shard. Re-running resumes. Exit code: 0 done, 1 failed.")
+    gen.add_argument("--category", type=_category, nargs="+", required=True, metavar="NAME",
+                     help="object categories")
+    gen.add_argument("--objects", type=_int_in(1, 100000, "object count"), required=True,
+                     help="objects per category")
+    gen.add_argument("--hand", default=d.hand, help=f"hand (config/hands/<hand>.yaml; default {d.hand})")
+    gen.add_argument("--out", type=Path, required=True, metavar="DIR", help="dataset folder (created or resumed)")
+    gen.add_argument("--grasps", type=_int_in(1, 4096, "grasps per object"), default=d.grasps_per_object,
+                     help=f"grasps adapted and validated per object (default {d.grasps_per_object})")
+    gen.add_argument("--iterations", type=_int_in(0, 100000, "iterations"), default=d.iterations,
+                     help=f"adaptation steps (default {d.iterations})")
+    gen.add_argument("--views", type=_int_in(0, 10000, "views"), default=d.views,
+                     help=f"RGB-D renders per object (default {d.views})")
+    gen.add_argument("--image-size", type=_int_in(16, 4096, "image size"), nargs=2, default=(d.image_width, d.image_height),
+                     metavar=("W", "H"), help=f"render size, pixels (default {d.image_width} {d.image_height})")
+    gen.add_argument("--collision", choices=COLLISIONS, default=d.collision,
+                     help="validation collision geometry: coacd (convex decomposition, cached) or hull")
+    gen.add_argument("--seed", type=_int_in(0, 2**32 - 1, "seed"), default=d.seed, help="dataset seed (default 0)")
+    gen.add_argument("--workers", type=_int_in(0, 256, "worker count"), default=1,
+                     help="local worker processes (0 = in this process; default 1)")
+    gen.add_argument("--threads", type=_int_in(1, 64, "thread count"), default=2,
+                     help="simulation threads per worker (default 2)")
+    gen.add_argument("--ray-address", default=None, metavar="ADDR",
+                     help="run on this Ray cluster (e.g. auto, ray://head:10001) instead of local processes")
 
 
 def cmd_data(args: argparse.Namespace, rep: Any) -> int:
     """Run ``fgrasp data <command>``; ``rep`` is the CLI's reporter. Returns the exit code."""
-    return {"show": _cmd_show}[args.data_command](args, rep)
+    return {"show": _cmd_show, "generate": _cmd_generate}[args.data_command](args, rep)
+
+
+def _cmd_generate(args: argparse.Namespace, rep: Any) -> int:
+    from grasp_data.dataset import DatasetError
+    from grasp_data.engine import GenerateSettings, generate_dataset
+    from grasp_planner.hands import UnknownHandError, load_hand
+
+    try:
+        load_hand(args.hand)
+    except UnknownHandError as exc:
+        rep.error(str(exc))
+        return 1
+    settings = GenerateSettings(hand=args.hand, seed=args.seed, grasps_per_object=args.grasps,
+                                iterations=args.iterations, views=args.views, image_width=args.image_size[0],
+                                image_height=args.image_size[1], collision=args.collision)
+    try:
+        summary = generate_dataset(settings, args.category, args.objects, args.out, workers=args.workers,
+                                   ray_address=args.ray_address, validation_threads=args.threads)
+    except (DatasetError, ImportError) as exc:
+        rep.error(str(exc))
+        return 1
+    for category in args.category:
+        tried, kept = summary.tried.get(category, 0), summary.kept.get(category, 0)
+        rep.stage(category, "done", f"grasps kept {kept}/{tried} ({100.0 * kept / max(tried, 1):.1f} %)")
+    if summary.reasons:
+        rep.line("outcomes this run: " + ", ".join(f"{k} {v}" for k, v in sorted(summary.reasons.items())))
+    if summary.adaptation_s:
+        rep.line(f"adaptation {sum(summary.adaptation_s) / len(summary.adaptation_s):.2f} s per object "
+                 f"({args.grasps} grasps); validation {sum(summary.trials_per_s) / max(len(summary.trials_per_s), 1):.1f} "
+                 "disturbance trials/s per object")
+    rep.line(f"{summary.objects_written} objects written, {summary.objects_skipped} already done, "
+             f"{summary.wall_time_s:.1f} s; dataset: {args.out}")
+    return 0
 
 
 def _cmd_show(args: argparse.Namespace, rep: Any) -> int:
