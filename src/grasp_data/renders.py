@@ -21,8 +21,8 @@ import numpy as np
 from scipy.spatial.transform import Rotation
 
 from grasp_data.labelled_mesh import LabelledMesh
-from sim_bridge.scene import _mujoco_camera_quat_wxyz, look_at_optical
-from sim_bridge.world import MAX_DEPTH_M, _release_gl_context, intrinsics_from_fovy
+from sim_bridge.scene import mujoco_camera_quat_wxyz, look_at_optical
+from sim_bridge.world import MAX_DEPTH_M, release_gl_context, intrinsics_from_fovy
 
 _OBJECT_GEOM = "render_object"
 _FLOOR_GEOM = "render_floor"
@@ -142,7 +142,7 @@ def render_views(instance: LabelledMesh, count: int, seed: int = 0,
             eye = pos + rng.uniform(*config.distance_m) * np.array([np.cos(el) * np.cos(az), np.cos(el) * np.sin(az), np.sin(el)])
             q_opt = look_at_optical(eye, pos + rng.normal(0.0, 0.02, 3))
             model.cam_pos[cam] = eye
-            model.cam_quat[cam] = _mujoco_camera_quat_wxyz(q_opt)
+            model.cam_quat[cam] = mujoco_camera_quat_wxyz(q_opt)
             model.geom_rgba[floor] = [*rng.uniform(0.3, 1.0, 3), 1.0]
             for i in range(model.nlight):
                 direction = np.array([*rng.normal(0, 0.5, 2), -1.0])
@@ -168,5 +168,5 @@ def render_views(instance: LabelledMesh, count: int, seed: int = 0,
             views.append(RenderedView(rgb, depth, mask, intr.K, T_wc, T_wo))
     finally:
         renderer.close()
-        _release_gl_context()
+        release_gl_context()
     return views

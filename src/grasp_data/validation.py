@@ -51,7 +51,7 @@ from grasp_data.regions import category_regions
 from grasp_planner.hands import HandDescription
 from sim_bridge.evaluation import DIRECTIONS, DisturbanceProtocol
 from sim_bridge.objects import OBJECT_BODY, OBJECT_JOINT, ObjectSpec
-from sim_bridge.scene import _quiet_empty_prefix_warning, add_hand_servos, compile_spec
+from sim_bridge.scene import compile_spec, hand_root_for_attachment, quiet_empty_prefix_warning
 
 #: Outcome reasons (a displaced grasp's reason names the direction: ``displaced:+x``).
 REASONS = ("ok", "initial_penetration", "no_contact", "displaced", "functional_miss", "avoid_contact")
@@ -187,15 +187,9 @@ class FloatingHandScene:
         world.option.integrator = mujoco.mjtIntegrator.mjINT_IMPLICITFAST
         world.option.cone = mujoco.mjtCone.mjCONE_ELLIPTIC
         world.option.impratio = 10.0
-        hand = desc.model_spec()
-        if desc.actuators is not None:
-            add_hand_servos(hand, desc, c.timestep_s)
-        root = hand.body(desc.root_body)
-        for joint in list(root.joints):
-            if joint.type == mujoco.mjtJoint.mjJNT_FREE:
-                hand.delete(joint)
+        root = hand_root_for_attachment(desc, c.timestep_s)
         frame = world.worldbody.add_frame()
-        with _quiet_empty_prefix_warning():
+        with quiet_empty_prefix_warning():
             attached = frame.attach_body(root, "", "")
         attached.mocap = True
         object_spec.add_to_spec(world, pos=np.zeros(3), quat_wxyz=np.array([1.0, 0, 0, 0]),

@@ -115,14 +115,14 @@ class SceneConfig:
         return T
 
 
-def _mujoco_camera_quat_wxyz(quat_xyzw: tuple[float, float, float, float]) -> list[float]:
+def mujoco_camera_quat_wxyz(quat_xyzw: tuple[float, float, float, float]) -> list[float]:
     r = Rotation.from_quat(quat_xyzw) * _OPTICAL_TO_MUJOCO
     x, y, z, w = r.as_quat()
     return [float(w), float(x), float(y), float(z)]
 
 
 @contextlib.contextmanager
-def _quiet_empty_prefix_warning():
+def quiet_empty_prefix_warning():
     """Silence MuJoCo's "empty prefix" warning (and its MUJOCO_LOG.TXT) while attaching the hand.
 
     The hand is attached without a prefix on purpose, so its joints keep their ROS names;
@@ -183,6 +183,19 @@ def add_hand_servos(hand_spec: mujoco.MjSpec, hand: HandDescription, timestep_s:
         act.forcelimited = mujoco.mjtLimited.mjLIMITED_TRUE
 
 
+def hand_root_for_attachment(hand: HandDescription, timestep_s: float) -> mujoco.MjsBody:
+    """The hand's root body, ready to attach into another spec: servos on actuated joints (for
+    models without their own actuators), any free joint of the root removed."""
+    spec = hand.model_spec()
+    if hand.actuators is not None:
+        add_hand_servos(spec, hand, timestep_s)
+    root = spec.body(hand.root_body)
+    for joint in list(root.joints):
+        if joint.type == mujoco.mjtJoint.mjJNT_FREE:
+            spec.delete(joint)
+    return root
+
+
 def build_spec(config: SceneConfig) -> mujoco.MjSpec:
     """The scene as an editable :class:`mujoco.MjSpec` (compile it with ``spec.compile()``)."""
     world = mujoco.MjSpec()
@@ -225,20 +238,14 @@ def build_spec(config: SceneConfig) -> mujoco.MjSpec:
 
     # Hand on the flange (attached after the arm so its names keep no prefix).
     hand_desc = load_hand(config.hand)
-    hand = hand_desc.model_spec()
-    if hand_desc.actuators is not None:
-        add_hand_servos(hand, hand_desc, config.timestep_s)
-    root = hand.body(hand_desc.root_body)
-    for joint in list(root.joints):
-        if joint.type == mujoco.mjtJoint.mjJNT_FREE:
-            hand.delete(joint)
+    root = hand_root_for_attachment(hand_desc, config.timestep_s)
     T = hand_desc.mount_transform
     x, y, z, w = Rotation.from_matrix(T[:3, :3]).as_quat()
     root.pos = T[:3, 3].tolist()
     root.quat = [w, x, y, z]
     link7 = world.body(f"{PANDA_PREFIX}link7")
     flange = link7.add_site(name=FLANGE_SITE, pos=[0.0, 0.0, FLANGE_OFFSET_M])
-    with _quiet_empty_prefix_warning():
+    with quiet_empty_prefix_warning():
         hand_root = flange.attach_body(root, "", "")  # no prefix: ROS joint names (rh_FFJ3, …)
     hand_root.gravcomp = 1.0
     _set_gravcomp(hand_root)
@@ -251,17 +258,17 @@ def build_spec(config: SceneConfig) -> mujoco.MjSpec:
 
     # Cameras: the RGB-D sensor (optical pose converted to MuJoCo's -z forward, y up) and an overview.
     world.worldbody.add_camera(name=CAMERA_NAME, pos=list(config.camera_xyz),
-                               quat=_mujoco_camera_quat_wxyz(config.camera_quat_xyzw),
+                               quat=mujoco_camera_quat_wxyz(config.camera_quat_xyzw),
                                fovy=float(config.camera_fovy_deg))
     eye, target = np.array([1.35, -0.95, 0.85]), np.array([0.35, 0.0, 0.2])
     world.worldbody.add_camera(name=OVERVIEW_CAMERA_NAME, pos=eye.tolist(),
-                               quat=_mujoco_camera_quat_wxyz(look_at_optical(eye, target)), fovy=50.0)
+                               quat=mujoco_camera_quat_wxyz(look_at_optical(eye, target)), fovy=50.0)
     return world
 
 
 def compile_spec(spec: mujoco.MjSpec) -> mujoco.MjModel:
     """Compile a spec from :func:`build_spec` (possibly edited), without the empty-prefix warning."""
-    with _quiet_empty_prefix_warning():
+    with quiet_empty_prefix_warning():
         return spec.compile()
 
 

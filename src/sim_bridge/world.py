@@ -62,7 +62,7 @@ def intrinsics_from_fovy(width: int, height: int, fovy_deg: float) -> CameraIntr
                             width=width, height=height)
 
 
-def _release_gl_context() -> None:
+def release_gl_context() -> None:
     """Unbind the calling thread's EGL context, so another thread may render or close later.
 
     ``mujoco.Renderer`` makes its context current before every render; EGL refuses a context
@@ -362,7 +362,7 @@ class SimWorld(Simulator):
         key = (int(width), int(height))
         if key not in self._renderers:
             self._renderers[key] = mujoco.Renderer(self.model, height=key[1], width=key[0])
-            _release_gl_context()
+            release_gl_context()
         return self._renderers[key]
 
     def _render(self, width: int, height: int, data: mujoco.MjData, camera: int | str,
@@ -376,7 +376,7 @@ class SimWorld(Simulator):
         finally:
             if depth:
                 r.disable_depth_rendering()
-            _release_gl_context()
+            release_gl_context()
 
     def render_rgbd(self) -> RGBDFrame:
         """Render the RGB-D camera (≈90 ms at 640×480 on CPU Mesa).
