@@ -13,5 +13,6 @@ setup(
         (f"share/{PACKAGE}/config", glob("config/*.yaml") + glob("config/*.xml") + glob("config/*.rviz")),
         (f"share/{PACKAGE}/config/hands", glob("config/hands/*.yaml")),
         (f"share/{PACKAGE}/config/demonstrations", glob("config/demonstrations/*.yaml")),
+        (f"share/{PACKAGE}/config/checkpoints", glob("config/checkpoints/*.yaml") + glob("config/checkpoints/*.safetensors")),
     ],
 )

@@ -11,6 +11,9 @@ Sections (each a function returning a flat dict of numbers whose key ends with i
   (median, p95), grasps per second.
 - ``eval`` — :mod:`functional_grasp.eval_bench`: full-pipeline trials per second with 1 and 2
   worker processes, their ratio, per-stage latency over random poses.
+- ``data`` — :mod:`grasp_data.bench_data`: disturbance trials per second (batched
+  ``mujoco.rollout`` vs a naive ``mj_step`` loop, same run), adaptation time per batch, kept
+  fraction per category.
 - ``install`` — size of the venv and of the repository checkout, and the peak memory of a bare
   Python process of this project (the floor under every section's peak).
 
@@ -34,7 +37,7 @@ from typing import Any
 import numpy as np
 
 #: Sections in the order they run.
-SECTIONS = ("kinematics", "perception", "sim", "planner", "eval", "install")
+SECTIONS = ("kinematics", "perception", "sim", "planner", "network", "eval", "data", "install")
 #: Unit shown for a metric, by the suffix of its key.
 _UNIT_SUFFIXES = (("_per_s", "1/s"), ("_ms", "ms"), ("_us", "µs"), ("_s", "s"), ("_m", "m"),
                   ("_kg", "kg"), ("_rate", "fraction"), ("_fraction", "fraction"), ("_mb", "MB"),
@@ -254,7 +257,9 @@ def build_planner(hand_name: str):
     kinematics = FrankaKinematics(config=IKConfig(seed=int(get("seed"))))
     cfg = PlannerConfig(approach_offset_m=float(get("approach_offset_m")), lift_height_m=float(get("lift_height_m")),
                         table_z_m=float(get("table_z_m")), num_candidates=int(get("num_candidates")),
-                        camera_xyz=tuple(float(v) for v in get("camera_xyz")))
+                        camera_xyz=tuple(float(v) for v in get("camera_xyz")),
+                        grasp_backend=str(get("grasp_backend")), grasp_checkpoint=str(get("grasp_checkpoint")),
+                        network_samples=int(get("network_samples")))
     backend = builtin_backend(hand, cfg, float(get("velocity_scale")), kinematics)
     return GraspPlanner(hand, backend, cfg, kinematics=kinematics)
 
@@ -278,6 +283,23 @@ def bench_planner(config: BenchConfig, scene: _Scene) -> dict[str, float]:
         out.update({f"stage_{name}_median_s": float(np.median(v)),
                     f"stage_{name}_p95_s": float(np.percentile(v, 95))})
     out["grasps_per_s"] = config.plan_runs / sum(totals)
+    return out
+
+
+def bench_network(config: BenchConfig, scene: _Scene) -> dict[str, float]:
+    """D(R,O) network: forward + recovery (1 and 32 candidates), and cloud → ranked candidates on the sim cloud."""
+    from grasp_planner.network.bench import bench_network as forward_and_recovery
+    from grasp_planner.network.bench import bench_predictor
+    from grasp_planner.network.config import NetworkConfig
+
+    runs = 2 if config.quick else 10
+    out = {f"dro_{k}": v for k, v in forward_and_recovery(NetworkConfig(hand=config.hand), runs=runs,
+                                                          seed=config.seed).items()}
+    from functional_grasp.demo import node_parameters
+
+    camera = node_parameters("sim", "grasp_planner", {"hand": config.hand}).get("camera_xyz")
+    out.update({f"planner_{k}": v for k, v in bench_predictor(scene.cloud(), config.hand, runs=runs,
+                                                              camera_xyz=camera).items()})
     return out
 
 
@@ -325,10 +347,19 @@ def bench_eval(config: BenchConfig, scene: _Scene) -> dict[str, float]:
     return eval_bench.run(config.object, config.hand, config.eval_trials, config.seed)
 
 
+def bench_data(config: BenchConfig, scene: _Scene) -> dict[str, float]:
+    """Data engine (:func:`grasp_data.bench_data.bench_data`): disturbance trials/s batched vs naive,
+    adaptation time per batch, kept fraction per category (OYMotion hand: the engine's default)."""
+    from grasp_data.bench_data import bench_data as run
+
+    return run("oymotion", quick=config.quick)
+
+
 #: Section name -> function(config, scene) -> metrics.
 SECTION_FUNCTIONS: dict[str, Callable[[BenchConfig, _Scene], dict[str, float]]] = {
     "kinematics": bench_kinematics, "perception": bench_perception, "sim": bench_sim,
-    "planner": bench_planner, "eval": bench_eval, "install": bench_install,
+    "planner": bench_planner, "network": bench_network, "eval": bench_eval, "data": bench_data,
+    "install": bench_install,
 }
 
 

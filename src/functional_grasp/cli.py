@@ -3,6 +3,10 @@
     fgrasp demo --object drill --out out/drill       # launch the sim graph, grasp once, report
     fgrasp launch sim object:=box                      # run a graph until Ctrl-C or a node dies
     fgrasp bench kinematics planner --json out/b.json  # time the stack's parts on this machine
+    fgrasp eval --objects mug drill --trials 10        # success rates over random poses (no ROS)
+    fgrasp view out/demo                               # the rviz scene of a demo run, as a PNG
+    fgrasp data show --category drill --out x.png      # generated objects coloured by region
+    fgrasp train --data D --hand shadow --out out/t    # train the D(R,O) grasp network
 
 All user-facing output goes through :mod:`functional_grasp.report`. Exit codes: see each
 subcommand's ``--help``; 2 is also argparse's code for a bad command line.
@@ -17,7 +21,11 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
+from functional_grasp.eval_cli import add_eval_parser, cmd_eval
 from functional_grasp.report import Reporter
+from functional_grasp.train_cli import add_train_parser, cmd_train
+from functional_grasp.view import add_view_parser, cmd_view
+from grasp_data.cli import add_data_parser, cmd_data
 
 #: Poll period of ``fgrasp launch`` while watching the node processes, seconds.
 LAUNCH_POLL_S = 0.2
@@ -104,7 +112,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     parser = argparse.ArgumentParser(
         prog="fgrasp", description="Functional dexterous grasping: simulation demo, graph launcher, benchmarks.")
-    sub = parser.add_subparsers(dest="command", required=True, metavar="{demo,launch,bench}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="{demo,launch,bench,eval,record,replay,view,data,train}")
 
     demo = sub.add_parser(
         "demo", help="launch the sim graph, grasp one object, write report.json and pictures",
@@ -149,9 +157,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     bench = sub.add_parser(
         "bench", help="time kinematics, perception, simulation and planning on this machine",
-        description="Measure each section in this run and print one table; write the numbers as JSON.")
+        description="Measure each section in this run, each in a fresh subprocess (so every section "
+                    "reports its own peak memory, peak_rss_mb), and print one table; write the numbers "
+                    "as JSON. Keys ending in _x are ratios.")
     bench.add_argument("sections", nargs="*", type=_bench_section, metavar="SECTION",
-                       help="kinematics, perception, sim, planner (default: all)")
+                       help="kinematics, perception, sim, planner, network, eval, install (default: all)")
     bench.add_argument("--json", type=Path, default=Path("out/bench.json"), metavar="PATH",
                        help="where to write the results (default: out/bench.json)")
     bench.add_argument("--quick", action="store_true", help="small sample sizes (seconds, not minutes)")
@@ -159,7 +169,80 @@ def build_parser() -> argparse.ArgumentParser:
                        help="simulator object of the perception, sim and planner sections (default: mug)")
     bench.add_argument("--hand", type=_hand_name, default="shadow", metavar="NAME",
                        help="hand description (default: shadow)")
+    _add_bag_parsers(sub)
+    add_eval_parser(sub)
+    add_view_parser(sub)
+    add_data_parser(sub)
+    add_train_parser(sub)
     return parser
+
+
+def _topic_list(text: str) -> tuple[str, ...]:
+    names = tuple(t.strip() for t in text.split(",") if t.strip())
+    bad = [t for t in names if not t.startswith("/")]
+    if not names or bad:
+        raise argparse.ArgumentTypeError(f"expected comma-separated absolute topic names, got '{text}'")
+    return names
+
+
+def _add_bag_parsers(sub) -> None:
+    """``fgrasp record`` and ``fgrasp replay`` (core in functional_grasp.bags)."""
+    from functional_grasp.bags import catalog, compare
+    from functional_grasp.bags.replay import PLANNER_TIMEOUT_S
+
+    record = sub.add_parser(
+        "record", help="record camera topics and the stack's outputs into a rosbag2 MCAP bag",
+        description="Subscribe (raw CDR, the project's QoS per topic) and write a rosbag2 MCAP bag "
+                    "(zstd chunks). The bag appears at --out only when complete; Ctrl-C stops and still "
+                    "leaves a valid bag. Exit code: 0 bag written; 2 --out exists or a type is unknown; "
+                    "1 other failure (nothing left at --out).")
+    record.add_argument("--out", type=Path, required=True, metavar="DIR", help="bag folder to create")
+    record.add_argument("--duration", type=_positive_float, default=None, metavar="S",
+                        help="stop after S seconds (default: until Ctrl-C or --frames)")
+    record.add_argument("--frames", type=int, default=None, metavar="N",
+                        help=f"stop after N colour images on {catalog.INPUTS[0].name}")
+    record.add_argument("--topics", type=_topic_list, default=catalog.RECORD_DEFAULT, metavar="T1,T2",
+                        help="comma-separated topics (default: camera colour/depth/info, /joint_states, "
+                             "perception and planner outputs, sim object pose and grasp result)")
+    record.add_argument("--domain-id", type=_domain_id, default=None, metavar="ID",
+                        help="ROS_DOMAIN_ID to record on (default: the current one)")
+
+    replay = sub.add_parser(
+        "replay", help="play a bag through perception + planner, record the outputs, compare to a reference",
+        description="Check BAG (camera colour/depth/info and /joint_states, not truncated), start the "
+                    "replay graph (config/graphs.yaml, as launch/replay.launch.py) on its own ROS domain, "
+                    "play the inputs with the original timing (or --fast: each frame once perception "
+                    "answered the previous one), record the stack's outputs into --out and, with "
+                    "--expect REF, compare the grasp with REF's. Same bag + same seed gives the same "
+                    "grasp: measured run-to-run spread is zero; the tolerances (joint goal "
+                    f"{compare.JOINT_TOLERANCE_RAD:g} rad, wrist {compare.POSITION_TOLERANCE_M * 1e3:g} mm / "
+                    f"{compare.ROTATION_TOLERANCE_DEG:g} deg, object centroid "
+                    f"{compare.CENTROID_TOLERANCE_M * 1e3:g} mm) cover other machines' rounding. Exit code: "
+                    "0 done (and matches REF); 1 regression against REF (the diff is printed); 2 bad, "
+                    "truncated or incomplete bag or reference (nothing started, no output bag); 3 the "
+                    "stack gave no planner status in time; 130 interrupted.")
+    replay.add_argument("bag", type=Path, metavar="BAG", help="input bag folder (or its .mcap file)")
+    replay.add_argument("--out", type=Path, default=None, metavar="DIR",
+                        help="output bag folder to create (default: out/replay/<BAG>_<time>)")
+    replay.add_argument("--expect", type=Path, default=None, metavar="REF",
+                        help="reference output bag (an earlier --out); exit 1 if the grasp differs")
+    replay.add_argument("--fast", action="store_true",
+                        help="do not keep the recorded timing: next frame as soon as perception answered")
+    replay.add_argument("--hand", type=_hand_name, default="shadow", metavar="NAME",
+                        help="hand launch argument of the replay graph (default: shadow)")
+    replay.add_argument("--seed", type=int, default=0, metavar="N",
+                        help="seed launch argument: perception RANSAC and planner IK restarts (default: 0)")
+    replay.add_argument("--timeout-s", type=_positive_float, default=PLANNER_TIMEOUT_S, metavar="S",
+                        help=f"wait for the planner after the last message (default: {PLANNER_TIMEOUT_S:g})")
+    replay.add_argument("--domain-id", type=_domain_id, default=None, metavar="ID",
+                        help="ROS_DOMAIN_ID of the graph (default: $ROS_DOMAIN_ID, else random 1..100)")
+    replay.add_argument("--log-dir", type=Path, default=None, metavar="DIR",
+                        help="node logs (default: out/graph_logs/replay)")
+    for flag, default, unit in (("--joint-tol", compare.JOINT_TOLERANCE_RAD, "rad"),
+                                ("--position-tol", compare.POSITION_TOLERANCE_M, "m"),
+                                ("--rotation-tol", compare.ROTATION_TOLERANCE_DEG, "deg")):
+        replay.add_argument(flag, type=_non_negative_float, default=default, metavar=unit.upper(),
+                            help=f"--expect tolerance, {unit} (default: {default:g})")
 
 
 def _cmd_demo(args: argparse.Namespace, rep: Reporter) -> int:
@@ -219,10 +302,39 @@ def _cmd_bench(args: argparse.Namespace, rep: Reporter) -> int:
     results = run_bench(args.sections, config, on_section=progress)
     rep.line()
     rep.table(table_rows(results), headers=("section", "metric", "value", "unit"),
-              title=f"== fgrasp bench ({'quick' if args.quick else 'full'}; {results['machine']['cpus']} CPUs) ==")
+              title=f"== fgrasp bench ({'quick' if args.quick else 'full'}; {results['machine']['cpus']} CPUs; "
+                    f"load average {results['machine']['load_avg_1min_at_end']:.1f} at the end) ==")
     write_json(args.json, results)
     rep.line(f"wrote {args.json}")
     return 1 if any("error" in m for m in results["sections"].values()) else 0
+
+
+def _cmd_record(args: argparse.Namespace, rep: Reporter) -> int:
+    from functional_grasp.bags.record import EXIT_BAD_REQUEST, RecordConfig, record_bag
+
+    try:
+        config = RecordConfig(out=args.out, topics=args.topics, duration_s=args.duration,
+                              frames=args.frames, domain_id=args.domain_id)
+    except ValueError as exc:
+        rep.error(str(exc))
+        return EXIT_BAD_REQUEST
+    return record_bag(config, rep)
+
+
+def _cmd_replay(args: argparse.Namespace, rep: Reporter) -> int:
+    from functional_grasp.bags.compare import Tolerances
+    from functional_grasp.bags.replay import EXIT_BAD_INPUT, ReplayConfig, run_replay
+
+    try:
+        config = ReplayConfig(bag=args.bag, out=args.out, expect=args.expect, fast=args.fast, hand=args.hand,
+                              seed=args.seed, planner_timeout_s=args.timeout_s, domain_id=args.domain_id,
+                              log_dir=args.log_dir,
+                              tolerances=Tolerances(joint_rad=args.joint_tol, position_m=args.position_tol,
+                                                    rotation_deg=args.rotation_tol))
+    except ValueError as exc:
+        rep.error(str(exc))
+        return EXIT_BAD_INPUT
+    return run_replay(config, rep)
 
 
 def _raise_interrupt(signum, frame) -> None:  # noqa: ARG001 - signal handler signature
@@ -236,7 +348,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     previous = signal.signal(signal.SIGTERM, _raise_interrupt)  # SIGTERM cleans up like Ctrl-C
     try:
-        handler = {"demo": _cmd_demo, "launch": _cmd_launch, "bench": _cmd_bench}[args.command]
+        handler = {"demo": _cmd_demo, "launch": _cmd_launch, "bench": _cmd_bench, "eval": cmd_eval,
+                   "record": _cmd_record, "replay": _cmd_replay, "view": cmd_view,
+                   "data": cmd_data, "train": cmd_train}[args.command]
         return handler(args, rep)
     except KeyboardInterrupt:
         rep.error("interrupted")

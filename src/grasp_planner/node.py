@@ -54,6 +54,7 @@ from grasp_planner.model_paths import ModelNotFoundError
 from grasp_planner.motion import BACKEND_NAMES, MotionBackend, MotionPlan, make_backend
 from grasp_planner.motion.builtin import BuiltinPlannerConfig
 from grasp_planner.object_model import MIN_OBJECT_POINTS
+from grasp_planner.grasp_predictor import GRASP_BACKENDS
 from grasp_planner.pipeline import GraspPlanner, PlannerConfig, PlanResult, builtin_backend
 from grasp_planner.robots import panda
 from grasp_planner.safety import SafetyLimits
@@ -100,6 +101,9 @@ class PlannerNodeConfig:
     hand_command_type: str = hardware.JOINT_TRAJECTORY
     hand_joint_order: tuple[str, ...] = ()
     hand_setpoint_rate_hz: float = hardware.HAND_SETPOINT_RATE_HZ
+    grasp_backend: str = _PLANNER.grasp_backend
+    grasp_checkpoint: str = _PLANNER.grasp_checkpoint
+    network_samples: int = _PLANNER.network_samples
 
     @property
     def hardware(self) -> hardware.HardwareConfig:
@@ -180,6 +184,12 @@ _PARAMETERS = {
                          "order (Float64MultiArray has no names); unset = the hand description's order", None, None),
     "hand_setpoint_rate_hz": (_D.hand_setpoint_rate_hz, "command_target hardware: rate of streamed JointState / "
                               "Float64MultiArray hand set-points, Hz", _float_range(1.0, 1000.0), None),
+    "grasp_backend": (_D.grasp_backend, f"Grasp predictor: {' | '.join(GRASP_BACKENDS)} (network without a usable "
+                      "checkpoint for the hand warns and uses the optimiser)", None, None),
+    "grasp_checkpoint": (_D.grasp_checkpoint, "grasp_backend network: .safetensors checkpoint; empty = "
+                         "config/checkpoints/<hand>.safetensors", None, None),
+    "network_samples": (_D.network_samples, "grasp_backend network: CVAE samples recovered and ranked per request",
+                        None, _int_range(1, 256)),
 }
 
 
@@ -223,7 +233,7 @@ class PlannerNode(Node):
             self._kinematics = FrankaKinematics(config=IKConfig(seed=cfg.seed))  # worker thread only
             self.backend = self._make_backend()
             self.planner = GraspPlanner(self.hand, self.backend, self._planner_config(),
-                                        kinematics=self._kinematics)
+                                        kinematics=self._kinematics, warn=self.get_logger().warning)
             # Markers are built on the planning thread: reuse the synthesiser's hand kinematics.
             self._hand_surface = make_hand_surface_fn(self.planner.synthesizer.kin, self.hand.palm_center)
             # Hand joints commanded on hardware, in the driver's order (checked against the hand now).
@@ -292,7 +302,8 @@ class PlannerNode(Node):
             joint_state_timeout_s=float(p["joint_state_timeout_s"]), command_target=p["command_target"],
             arm_command_topic=p["arm_command_topic"], hand_command_topic=p["hand_command_topic"],
             hand_command_type=p["hand_command_type"], hand_joint_order=tuple(p["hand_joint_order"] or ()),
-            hand_setpoint_rate_hz=float(p["hand_setpoint_rate_hz"]))
+            hand_setpoint_rate_hz=float(p["hand_setpoint_rate_hz"]), grasp_backend=p["grasp_backend"],
+            grasp_checkpoint=p["grasp_checkpoint"], network_samples=int(p["network_samples"]))
 
     def _parameter_value(self, name: str):
         """The parameter's value; None for a typed parameter declared without a default and not set."""
@@ -305,7 +316,8 @@ class PlannerNode(Node):
         cfg = self.config
         return PlannerConfig(approach_offset_m=cfg.approach_offset_m, lift_height_m=cfg.lift_height_m,
                              table_z_m=cfg.table_z_m, num_candidates=cfg.num_candidates,
-                             camera_xyz=cfg.camera_xyz)
+                             camera_xyz=cfg.camera_xyz, grasp_backend=cfg.grasp_backend,
+                             grasp_checkpoint=cfg.grasp_checkpoint, network_samples=cfg.network_samples)
 
     def _make_backend(self) -> MotionBackend:
         cfg, hand = self.config, self.hand

@@ -8,11 +8,14 @@ No trajectory is returned unless every check passed.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from grasp_planner.franka_ik import FrankaKinematics
+from grasp_planner.grasp_predictor import (GRASP_BACKENDS, GraspPredictionError, GraspPredictor,
+                                           NetworkPredictorConfig, make_grasp_predictor)
 from grasp_planner.grasp_synthesis import GraspCandidate, GraspSynthesizer, SynthesisConfig
 from grasp_planner.hands.description import HandDescription
 from grasp_planner.motion.base import MotionBackend, MotionPlan, PlanningError, PlanningScene
@@ -33,8 +36,16 @@ class PlannerConfig:
     table_z_m: float = 0.0                # table top height in the base frame
     num_candidates: int = 8               # grasp candidates tried (best first)
     camera_xyz: tuple[float, float, float] | None = None  # for completing single-view clouds
+    grasp_backend: str = "optimiser"      # grasp predictor: optimiser | network (falls back to the optimiser)
+    grasp_checkpoint: str = ""            # network checkpoint; "" = config/checkpoints/<hand>.safetensors
+    network_samples: int = 32             # CVAE samples recovered per request (network backend)
 
     def __post_init__(self) -> None:
+        if self.grasp_backend not in GRASP_BACKENDS:
+            raise ValueError(f"unknown grasp_backend '{self.grasp_backend}'; choose one of: "
+                             f"{', '.join(GRASP_BACKENDS)}")
+        if self.network_samples < 1:
+            raise ValueError("network_samples must be >= 1")
         if self.approach_offset_m < 0 or self.lift_height_m < 0:
             raise ValueError("approach_offset_m and lift_height_m must be >= 0")
         if self.close_duration_s <= 0 or self.hold_duration_s < 0:
@@ -83,12 +94,18 @@ class GraspPlanner:
 
     def __init__(self, hand: HandDescription, backend: MotionBackend,
                  config: PlannerConfig | None = None, synthesis: SynthesisConfig | None = None,
-                 kinematics: FrankaKinematics | None = None):
+                 kinematics: FrankaKinematics | None = None, predictor: GraspPredictor | None = None,
+                 warn: Callable[[str], None] | None = None):
+        """Args: predictor: grasp predictor (default: built from ``config.grasp_backend``, see
+        :func:`~grasp_planner.grasp_predictor.make_grasp_predictor`); warn: sink of its fallback warning."""
         self.hand = hand
         self.backend = backend
         self.config = config or PlannerConfig()
         self.synthesizer = GraspSynthesizer(hand, synthesis)
         self.kinematics = kinematics or FrankaKinematics()
+        self.predictor = predictor or make_grasp_predictor(
+            self.config.grasp_backend, hand, self.synthesizer, self.config.grasp_checkpoint or None,
+            NetworkPredictorConfig(num_samples=self.config.network_samples), self.kinematics, warn)
         self._root_to_flange = np.linalg.inv(hand.mount_transform)
 
     def plan(self, cloud: np.ndarray, start: dict[str, float]) -> PlanResult:
@@ -112,12 +129,14 @@ class GraspPlanner:
                                        None if cfg.camera_xyz is None else np.asarray(cfg.camera_xyz))
         except ObjectModelError as exc:
             return PlanResult(False, f"object model: {exc}", timings_s=timings)
-        candidates = self.synthesizer.synthesize(proxy, max_results=cfg.num_candidates)
+        try:
+            candidates = self.predictor.predict(cloud, proxy, cfg.num_candidates)
+        except GraspPredictionError as exc:
+            return PlanResult(False, f"grasp prediction ({self.predictor.name}): {exc}", timings_s=timings)
         timings["grasp_synthesis"] = time.perf_counter() - t0
         if not candidates:
-            return PlanResult(False, "no grasp candidate: no hand pose puts the thumb and "
-                              f"{self.synthesizer.config.min_contacts - 1} fingers on the object "
-                              "without touching the table", timings_s=timings)
+            return PlanResult(False, f"no grasp candidate ({self.predictor.name}): "
+                              f"{self.predictor.no_candidate_reason()}", timings_s=timings)
         scene = PlanningScene(table_center_m=(0.4, 0.0, cfg.table_z_m - 0.025),
                               table_size_m=(1.2, 1.2, 0.05), object_points_m=cloud)
         # Measured states sit a hair outside hard stops (soft contacts); clip them onto the limits.

@@ -1,8 +1,6 @@
 """Benchmark of the D(R,O) network on this CPU: forward pass + grasp recovery, 1 and 32 candidates.
 
-The recovery needs the hand's batched point FK. Until the project's batched torch hand FK is
-wired in, :class:`MujocoHandChain` provides it from the hand's MJCF (MuJoCo kinematics, analytic
-body Jacobians), one configuration at a time in a loop.
+The recovery runs on the hand's batched torch FK (:func:`~grasp_planner.network.hand_chain.torch_hand_chain`).
 """
 from __future__ import annotations
 
@@ -15,91 +13,12 @@ import numpy as np
 import torch
 
 from grasp_planner.network.config import NetworkConfig
+from grasp_planner.network.hand_chain import cached_hand_chain
 from grasp_planner.network.model import DROBatch, DRONetwork
-from grasp_planner.network.recovery import HandChain, axis_angle_to_matrix, recover_grasps
+from grasp_planner.network.recovery import axis_angle_to_matrix, recover_grasps
 
 #: Distance noise added to the true matrices timed by the recovery (metres): a trained network's error.
 BENCH_DISTANCE_NOISE_M = 0.003
-
-
-class MujocoHandChain:
-    """Batched point FK + analytic Jacobian of a hand from its MJCF, for :class:`HandChain`.
-
-    Uses ``num_points`` of :class:`~grasp_planner.hand_kinematics.HandKinematics`' surface points
-    (a seeded subset), the hand's planned joints (fixed joints held at their values).
-    """
-
-    def __init__(self, hand_name: str, num_points: int, seed: int = 0):
-        import mujoco
-
-        from grasp_planner.hand_kinematics import HandKinematics
-        from grasp_planner.hands.description import load_hand
-
-        self._mj = mujoco
-        self.hand = load_hand(hand_name)
-        self.kin = HandKinematics(self.hand)
-        model = self.kin.model
-        rest = self.kin.forward(self.hand.full_pose({}))
-        if len(rest.points) < num_points:
-            raise ValueError(f"hand '{hand_name}' has {len(rest.points)} surface points, fewer than {num_points}")
-        pick = np.sort(np.random.default_rng(seed).choice(len(rest.points), num_points, replace=False))
-        self.body = rest.point_body[pick]
-        data = self.kin.data
-        rot = data.xmat[self.body].reshape(-1, 3, 3)
-        self.local = np.einsum("pji,pj->pi", rot, rest.points[pick] - data.xpos[self.body])    # body frame
-        self.joint_names = self.hand.planned_joints
-        self.bodies = np.unique(self.body)
-        self.link_index = torch.as_tensor(np.searchsorted(self.bodies, self.body))
-        self._qadr = np.array([model.jnt_qposadr[model.joint(n).id] for n in self.joint_names])
-        self._jnt = np.array([model.joint(n).id for n in self.joint_names])
-        if any(int(model.jnt_type[j]) != int(mujoco.mjtJoint.mjJNT_HINGE) for j in self._jnt):
-            raise ValueError(f"hand '{hand_name}': only hinge joints are supported by this FK")
-        # (P, nA): joint k moves point p when the joint's body is the point's body or an ancestor of it.
-        ancestors = [{b} for b in range(model.nbody)]
-        for b in range(1, model.nbody):
-            ancestors[b] = ancestors[model.body_parentid[b]] | {b}
-        self._moves = np.array([[model.jnt_bodyid[j] in ancestors[b] for j in self._jnt] for b in self.body], float)
-        self._base_qpos = self.kin.qpos(self.hand.full_pose({}))
-        limits = dict(zip(self.hand.joint_names, self.hand.joint_limits))
-        self.lower = torch.tensor([limits[n][0] for n in self.joint_names], dtype=torch.float64)
-        self.upper = torch.tensor([limits[n][1] for n in self.joint_names], dtype=torch.float64)
-
-    def _kinematics(self, q_row: np.ndarray) -> None:
-        data = self.kin.data
-        data.qpos[:] = self._base_qpos
-        data.qpos[self._qadr] = q_row
-        self._mj.mj_kinematics(self.kin.model, data)
-
-    def _points(self) -> np.ndarray:
-        data = self.kin.data
-        return np.einsum("pij,pj->pi", data.xmat[self.body].reshape(-1, 3, 3), self.local) + data.xpos[self.body]
-
-    def __call__(self, q: torch.Tensor) -> torch.Tensor:
-        """(B, nA) joints (radians, ``joint_names`` order) → (B, P, 3) points, hand root frame."""
-        out = np.empty((q.shape[0], len(self.body), 3))
-        for i, row in enumerate(q.detach().double().numpy()):
-            self._kinematics(row)
-            out[i] = self._points()
-        return torch.as_tensor(out, dtype=q.dtype)
-
-    def jacobian(self, q: torch.Tensor) -> torch.Tensor:
-        """(B, nA) → (B, P, 3, nA) point Jacobians: ``axis_k × (p - anchor_k)`` for each hinge k moving p."""
-        out = np.empty((q.shape[0], len(self.body), 3, len(self._jnt)))
-        data = self.kin.data
-        for i, row in enumerate(q.detach().double().numpy()):
-            self._kinematics(row)
-            pts = self._points()
-            axis, anchor = data.xaxis[self._jnt], data.xanchor[self._jnt]
-            lever = pts[:, None, :] - anchor[None]                                # (P, nA, 3)
-            out[i] = (np.cross(axis[None], lever) * self._moves[:, :, None]).transpose(0, 2, 1)
-        return torch.as_tensor(out, dtype=q.dtype)
-
-    def chain(self) -> HandChain:
-        """The :class:`HandChain` of this hand (canonical pose: the hand's open pose)."""
-        open_q = [self.hand.open_pose.get(n, 0.0) for n in self.joint_names]
-        return HandChain(fk=self, lower=self.lower, upper=self.upper, link_index=self.link_index,
-                         joint_names=self.joint_names, jacobian=self.jacobian,
-                         canonical_q=torch.tensor(open_q, dtype=torch.float64).clamp(self.lower, self.upper))
 
 
 def _stats(values: Sequence[float], key: str) -> dict[str, float]:
@@ -123,7 +42,7 @@ def bench_network(config: NetworkConfig | None = None, samples: Sequence[int] = 
 
     Per run and candidate count K: the network predicts K distance matrices for one scene (prior
     samples; untrained weights cost the same as trained ones), then the recovery (multilateration,
-    per-link Kabsch, joint solve with the MuJoCo FK) runs on K *true* distance matrices of random
+    per-link Kabsch, joint solve with the torch hand FK) runs on K *true* distance matrices of random
     in-limit hand grasps plus ``BENCH_DISTANCE_NOISE_M`` noise, against the network's sampled object
     points (an untrained network's matrices would make the solve run its worst case, not a typical one).
 
@@ -144,8 +63,7 @@ def bench_network(config: NetworkConfig | None = None, samples: Sequence[int] = 
     torch.set_num_threads(threads)
     try:
         gen = torch.Generator().manual_seed(seed)
-        hand = MujocoHandChain(config.hand, config.hand_points, seed=seed)
-        chain = hand.chain()
+        _, _, chain = cached_hand_chain(config.hand, config.hand_points)
         model = DRONetwork(config).eval()
         batch = _scene(config, gen)
         batch.hand_points = chain.canonical_points.float()
@@ -185,6 +103,66 @@ def bench_network(config: NetworkConfig | None = None, samples: Sequence[int] = 
         result["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
         result["threads"] = float(threads)
         result["load_average_1min"] = os.getloadavg()[0]
+        return result
+    finally:
+        torch.set_num_threads(before)
+
+
+def bench_predictor(cloud: np.ndarray, hand_name: str, checkpoint: str | None = None,
+                    samples: Sequence[int] = (1, 32), runs: int = 10, threads: int = 2,
+                    table_z_m: float = 0.0, camera_xyz: Sequence[float] | None = None) -> dict[str, float]:
+    """Time the planner's network backend end to end: object cloud → ranked grasp candidates.
+
+    Per run and K: object proxy, network forward with K prior samples, recovery, and ranking
+    (penetration, table, fingertip contact, Franka IK reachability) — everything the planner's
+    ``grasp_synthesis`` stage does with ``grasp_backend: network``.
+
+    Args:
+        cloud: (N, 3) object cloud, base frame, metres (e.g. the segmented simulator cloud).
+        hand_name: the hand.
+        checkpoint: network checkpoint (default: the shipped one; an untrained default network
+            when there is none — its recovery runs its worst case, so the numbers are upper bounds).
+        samples: candidate counts K.
+        runs: timed runs per K (after one warm-up).
+        threads: torch intra-op threads.
+        table_z_m, camera_xyz: the proxy's table height and camera (single-view completion).
+
+    Returns:
+        ``predict_k{K}_{median,p95}_ms``, ``candidates_k{K}`` (median kept after ranking),
+        ``trained_checkpoint`` (1 shipped/given, 0 untrained), ``peak_rss_mb``.
+    """
+    import tempfile
+    from pathlib import Path
+
+    from grasp_planner.grasp_predictor import NetworkPredictor, NetworkPredictorConfig, default_checkpoint
+    from grasp_planner.hands.description import load_hand
+    from grasp_planner.network.checkpoint import save_checkpoint
+    from grasp_planner.object_model import build_object_proxy
+
+    hand = load_hand(hand_name)
+    path = Path(checkpoint) if checkpoint else default_checkpoint(hand_name)
+    trained = path.is_file()
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            if not trained:
+                path = save_checkpoint(Path(tmp) / "untrained.safetensors",
+                                       DRONetwork(NetworkConfig(hand=hand_name, use_image=False)))
+            result: dict[str, float] = {"trained_checkpoint": float(trained)}
+            for k in samples:
+                predictor = NetworkPredictor(hand, path, NetworkPredictorConfig(num_samples=k))
+                times, kept = [], []
+                for run in range(runs + 1):
+                    t0 = time.perf_counter()
+                    proxy = build_object_proxy(cloud, table_z_m, None if camera_xyz is None else np.asarray(camera_xyz))
+                    candidates = predictor.predict(cloud, proxy, max_results=k)
+                    if run:
+                        times.append(time.perf_counter() - t0)
+                        kept.append(len(candidates))
+                result.update(_stats(times, f"predict_k{k}"))
+                result[f"candidates_k{k}"] = float(np.median(kept))
+        result["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
         return result
     finally:
         torch.set_num_threads(before)

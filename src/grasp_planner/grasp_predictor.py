@@ -1,0 +1,296 @@
+"""Grasp predictor backends of the planner: the learned D(R,O) network and the optimisation-based synthesiser.
+
+Both turn an object cloud (base frame) into ranked :class:`~grasp_planner.grasp_synthesis.GraspCandidate`\\ s;
+the planner then runs the same IK, motion planning and safety checks on either.
+
+- ``optimiser`` (:class:`OptimiserPredictor`): :class:`~grasp_planner.grasp_synthesis.GraspSynthesizer`
+  on the convex proxy of the cloud.
+- ``network`` (:class:`NetworkPredictor`): cloud (+ image) → K CVAE samples of the hand–object
+  distance matrix → recovery (multilateration → per-link Kabsch → joint solve) → ranking by fit
+  residual, penetration of the object proxy and the table, fingertip contact, and reachability of
+  the grasp pose by the Franka IK.
+
+:func:`make_grasp_predictor` picks one by name; a missing network checkpoint or one made for another
+hand or config gives a warning with the reason and the optimiser instead.
+"""
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from grasp_planner.grasp_synthesis import GraspCandidate, GraspSynthesizer
+from grasp_planner.hands.description import HandDescription
+from grasp_planner.object_model import ObjectProxy
+
+#: Names of the predictor backends (planner parameter ``grasp_backend``).
+GRASP_BACKENDS = ("optimiser", "network")
+
+
+class GraspPredictionError(ValueError):
+    """The input cannot be used by this predictor (e.g. the network needs an image and got none)."""
+
+
+class GraspPredictor(ABC):
+    """Object cloud → ranked grasp candidates (best first), base frame, joints by name."""
+
+    #: Backend name (one of :data:`GRASP_BACKENDS`).
+    name: str = ""
+
+    @abstractmethod
+    def predict(self, cloud: np.ndarray, proxy: ObjectProxy, max_results: int,
+                image: np.ndarray | None = None, pixel_uv: np.ndarray | None = None) -> list[GraspCandidate]:
+        """Ranked candidates, at most ``max_results``; empty when none is acceptable.
+
+        Args:
+            cloud: (N, 3) object points, base frame, metres.
+            proxy: the convex solid proxy of the cloud (table height included).
+            max_results: candidates returned at most.
+            image: optional (H, W, 3) uint8 RGB view of the object (networks trained with images).
+            pixel_uv: (N, 2) pixel (u, v) of each cloud point in ``image``.
+        """
+
+    @abstractmethod
+    def no_candidate_reason(self) -> str:
+        """Why :meth:`predict` may return nothing (for the planner's failure message)."""
+
+
+class OptimiserPredictor(GraspPredictor):
+    """The optimisation-based synthesiser as a predictor (the default backend)."""
+
+    name = "optimiser"
+
+    def __init__(self, synthesizer: GraspSynthesizer):
+        self.synthesizer = synthesizer
+
+    def predict(self, cloud, proxy, max_results, image=None, pixel_uv=None):
+        return self.synthesizer.synthesize(proxy, max_results=max_results)
+
+    def no_candidate_reason(self) -> str:
+        return (f"no hand pose puts the thumb and {self.synthesizer.config.min_contacts - 1} fingers on the "
+                "object without touching the table")
+
+
+@dataclass(frozen=True)
+class NetworkPredictorConfig:
+    """Settings of :class:`NetworkPredictor`.
+
+    Attributes:
+        num_samples: K CVAE samples (candidates recovered) per request.
+        squeeze: commanded squeeze target = predicted contact joints + ``squeeze`` × (closed − open
+            synergy), clipped to the limits (the optimiser's convention), unitless.
+        contact_m: a fingertip within this distance of the object proxy counts as a contact, metres.
+        table_clearance_m: hand points must stay this far above the table, metres.
+        weight_penetration, weight_table, weight_contact: ranking weights per metre of penetration
+            depth (summed over hand points), table intrusion (deepest point) and mean fingertip gap.
+        max_penetration_m: candidates whose summed penetration exceeds this are dropped.
+        reachability: rank grasp poses the Franka IK cannot reach last (and drop them).
+        seed: seed of the point subsampling and the latent draws (same cloud + seed = same grasps).
+    """
+
+    num_samples: int = 32
+    squeeze: float = 0.3
+    contact_m: float = 0.01
+    table_clearance_m: float = 0.005
+    weight_penetration: float = 20.0
+    weight_table: float = 50.0
+    weight_contact: float = 2.0
+    max_penetration_m: float = 0.5
+    reachability: bool = True
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.num_samples < 1:
+            raise ValueError(f"num_samples must be >= 1, got {self.num_samples}")
+        if not 0.0 <= self.squeeze <= 1.0:
+            raise ValueError(f"squeeze must be in [0, 1], got {self.squeeze}")
+
+
+class NetworkPredictor(GraspPredictor):
+    """The D(R,O) network + grasp recovery as a predictor; see the module docstring.
+
+    Args:
+        hand: the hand to plan for.
+        checkpoint: ``.safetensors`` network checkpoint for this hand.
+        config: predictor settings.
+        kinematics: Franka IK for the reachability ranking (built when None and ``config.reachability``).
+
+    Raises:
+        FileNotFoundError: no checkpoint file.
+        CheckpointMismatchError: the checkpoint is for another hand, or its weights do not fit its config.
+        ValueError: the file is not a network checkpoint.
+    """
+
+    name = "network"
+
+    def __init__(self, hand: HandDescription, checkpoint: str | Path, config: NetworkPredictorConfig | None = None,
+                 kinematics=None):
+        import torch
+
+        from grasp_planner.network.checkpoint import load_checkpoint
+        from grasp_planner.network.hand_chain import actuated_vector, cached_hand_chain
+
+        self.hand, self.config = hand, config or NetworkPredictorConfig()
+        self.checkpoint = Path(checkpoint)
+        self.model, self.extra = load_checkpoint(self.checkpoint, hand=hand.name)
+        self.network_config = self.model.config
+        _, self.kin, self.chain = cached_hand_chain(hand.name, self.network_config.hand_points)
+        self._canonical = self.chain.canonical_points.float()
+        self._palm = self.kin.link_names.index(hand.palm_body)
+        self._palm_normal = torch.tensor(hand.palm_normal, dtype=torch.float64)
+        lower, upper = self.chain.lower.numpy(), self.chain.upper.numpy()
+        delta = actuated_vector(hand, hand.closed_pose) - actuated_vector(hand, hand.open_pose)
+        self._squeeze = lambda q: np.clip(q + self.config.squeeze * delta, lower, upper)  # noqa: E731
+        self._root_to_flange = np.linalg.inv(hand.mount_transform)
+        self._ik = kinematics
+        if self.config.reachability and kinematics is None:
+            from grasp_planner.franka_ik import FrankaKinematics
+
+            self._ik = FrankaKinematics()
+
+    def no_candidate_reason(self) -> str:
+        return (f"every one of the network's {self.config.num_samples} samples penetrates the object or the "
+                "table, or is out of the arm's reach")
+
+    def _inputs(self, cloud: np.ndarray, image, pixel_uv, rng: np.random.Generator):
+        import torch
+
+        from grasp_planner.network.model import DROBatch
+
+        c = self.network_config
+        cloud = np.asarray(cloud, dtype=np.float32).reshape(-1, 3)
+        finite = np.isfinite(cloud).all(axis=1)
+        if finite.sum() < c.knn_k + 1:
+            raise GraspPredictionError(f"object cloud has {int(finite.sum())} finite points; the network needs "
+                                       f"at least {c.knn_k + 1}")
+        keep = np.flatnonzero(finite)
+        pick = keep[rng.choice(len(keep), c.object_points, replace=len(keep) < c.object_points)]
+        batch = DROBatch(object_points=torch.from_numpy(cloud[pick])[None], hand_points=self._canonical)
+        if c.use_image:
+            if image is None or pixel_uv is None:
+                raise GraspPredictionError(f"the network of {self.checkpoint} was trained with images: the "
+                                           "planner must pass the RGB image and each point's pixel")
+            h, w = c.image_size
+            img = np.asarray(image)
+            if img.shape[:2] != (h, w):
+                raise GraspPredictionError(f"image is {img.shape[1]}×{img.shape[0]}, the network expects {w}×{h}")
+            batch.image = torch.from_numpy(img.astype(np.float32).transpose(2, 0, 1) / 255.0)[None]
+            batch.pixel_uv = torch.from_numpy(np.asarray(pixel_uv, np.float32).reshape(-1, 2)[pick])[None]
+        return batch
+
+    def ranking_terms(self, proxy: ObjectProxy) -> dict[str, tuple[float, Callable]]:
+        """The ranking terms of :func:`~grasp_planner.network.recovery.rank_candidates` for this object."""
+        import torch
+
+        cfg = self.config
+        cache: dict[int, torch.Tensor] = {}
+
+        def penetration(g) -> torch.Tensor:
+            if id(g) not in cache:
+                pts = g.solution.points.detach().double().numpy()
+                sd = proxy.signed_distance(pts.reshape(-1, 3)).reshape(pts.shape[:2])
+                depth = np.maximum(-sd, 0.0).sum(axis=1)
+                cache[id(g)] = torch.as_tensor(np.where(depth > cfg.max_penetration_m, np.inf, depth))
+            return cache[id(g)]
+
+        def table(g) -> torch.Tensor:
+            z = g.solution.points[..., 2].double()
+            return torch.relu(proxy.table_z + cfg.table_clearance_m - z).amax(dim=-1)
+
+        def contact(g) -> torch.Tensor:
+            tips = self.kin.forward(g.solution.q_full, root_pose=g.solution.wrist_pose).fingertips
+            sd = proxy.signed_distance(tips.detach().double().numpy().reshape(-1, 3)).reshape(tips.shape[:2])
+            return torch.as_tensor(np.abs(sd).mean(axis=1))
+
+        terms = {"penetration_m": (cfg.weight_penetration, penetration), "table_m": (cfg.weight_table, table),
+                 "fingertip_gap_m": (cfg.weight_contact, contact)}
+        if self._ik is not None:
+            def reachable(g) -> torch.Tensor:                  # IK only for candidates not dropped already
+                poses = g.solution.wrist_pose.detach().double().numpy()
+                dropped = ~torch.isfinite(penetration(g))
+                ok = [bool(d) or self._ik.solve(T @ self._root_to_flange).success for T, d in zip(poses, dropped)]
+                return torch.tensor([0.0 if r else np.inf for r in ok], dtype=torch.float64)
+            terms["unreachable"] = (1.0, reachable)
+        return terms
+
+    def predict(self, cloud, proxy, max_results, image=None, pixel_uv=None):
+        import torch
+
+        from grasp_planner.network.recovery import rank_candidates, recover_grasps
+
+        rng = np.random.default_rng(self.config.seed)
+        batch = self._inputs(cloud, image, pixel_uv, rng)
+        with torch.random.fork_rng(), torch.no_grad():
+            torch.manual_seed(self.config.seed)
+            out = self.model(batch, num_samples=self.config.num_samples)
+        grasps = recover_grasps(out.distances[0].double(), out.object_points[0].double(), self.chain)
+        ranking = rank_candidates(grasps, self.ranking_terms(proxy))
+        sol = grasps.solution
+        palm = self.kin.link_poses(sol.q_full)[:, self._palm, :3, :3]                      # root frame
+        approach = (sol.wrist_pose[:, :3, :3] @ palm @ self._palm_normal).numpy()
+        tips = self.kin.forward(sol.q_full, root_pose=sol.wrist_pose).fingertips.numpy()
+        q_open = self.hand.expand(self.hand.open_pose)
+        results = []
+        for idx in ranking.order.tolist():
+            if len(results) >= max_results or not np.isfinite(float(ranking.cost[idx])):
+                break
+            q_act = sol.q[idx].numpy()
+            by_name = lambda q: self.hand.expand(dict(zip(self.chain.joint_names, q.tolist())))  # noqa: E731
+            gaps = proxy.signed_distance(tips[idx])
+            results.append(GraspCandidate(
+                T_base_root=sol.wrist_pose[idx].numpy().copy(), approach=approach[idx] / np.linalg.norm(approach[idx]),
+                q_open=dict(q_open), q_grasp=by_name(q_act), q_squeeze=by_name(self._squeeze(q_act)),
+                contacts={f: (tips[idx, k].copy() if abs(gaps[k]) <= self.config.contact_m else None)
+                          for k, f in enumerate(self.kin.fingers)},
+                score=-float(ranking.cost[idx]),
+                info={"backend": self.name, "sample": idx,
+                      **{k: float(v[idx]) for k, v in ranking.terms.items()}}))
+        return results
+
+
+def default_checkpoint(hand_name: str) -> Path:
+    """Where the planner looks for a hand's shipped checkpoint: ``config/checkpoints/<hand>.safetensors``."""
+    from grasp_common.rosenv import config_dir
+
+    return config_dir() / "checkpoints" / f"{hand_name}.safetensors"
+
+
+def make_grasp_predictor(backend: str, hand: HandDescription, synthesizer: GraspSynthesizer,
+                         checkpoint: str | Path | None = None, config: NetworkPredictorConfig | None = None,
+                         kinematics=None, warn: Callable[[str], None] | None = None) -> GraspPredictor:
+    """The predictor named ``backend``; the optimiser (with a warning saying why) when the network cannot be used.
+
+    Args:
+        backend: ``"network"`` or ``"optimiser"``.
+        hand: the hand.
+        synthesizer: the optimiser (used directly, or as the fallback).
+        checkpoint: network checkpoint (default :func:`default_checkpoint`).
+        config: network predictor settings.
+        kinematics: Franka IK shared with the planner (reachability ranking).
+        warn: sink of the fallback warning (default: :func:`warnings.warn`).
+
+    Raises:
+        ValueError: unknown backend name.
+    """
+    if backend not in GRASP_BACKENDS:
+        raise ValueError(f"unknown grasp_backend '{backend}'; choose one of: {', '.join(GRASP_BACKENDS)}")
+    if backend == "optimiser":
+        return OptimiserPredictor(synthesizer)
+    if warn is None:
+        import warnings
+
+        warn = lambda text: warnings.warn(text, RuntimeWarning, stacklevel=3)  # noqa: E731
+    path = Path(checkpoint) if checkpoint else default_checkpoint(hand.name)
+    if not path.is_file():
+        warn(f"grasp_backend network: no network checkpoint for hand '{hand.name}' at {path}; planning with the "
+             f"optimiser instead. Train one with `fgrasp train --hand {hand.name} --data DIR --out DIR` and set "
+             "grasp_checkpoint to its last.safetensors")
+        return OptimiserPredictor(synthesizer)
+    try:
+        return NetworkPredictor(hand, path, config, kinematics)
+    except ValueError as exc:                       # CheckpointMismatchError and unreadable files
+        warn(f"grasp_backend network: refused checkpoint {path}: {exc}; planning with the optimiser instead")
+        return OptimiserPredictor(synthesizer)

@@ -1,0 +1,130 @@
+"""Grasp predictor backends: recovery on the real hand FK, the network predictor's ranking, fallbacks."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from grasp_planner.grasp_predictor import NetworkPredictor, NetworkPredictorConfig, make_grasp_predictor
+from grasp_planner.grasp_synthesis import GraspSynthesizer
+from grasp_planner.hands import load_hand
+from grasp_planner.network.checkpoint import save_checkpoint
+from grasp_planner.network.config import NetworkConfig
+from grasp_planner.network.hand_chain import cached_hand_chain, full_vector
+from grasp_planner.network.model import DRONetwork, DROOutput
+from grasp_planner.network.recovery import axis_angle_to_matrix, recover_grasps
+from grasp_planner.object_model import build_object_proxy
+from grasp_planner.pipeline import GraspPlanner, PlannerConfig, builtin_backend
+from grasp_planner.robots import panda
+from test_grasp_synthesis import CAMERA_XYZ, visible_cylinder
+
+from test_network_recovery import _one_torch_thread  # noqa: F401 - autouse: one torch thread
+
+HAND = "inspire"
+TINY = NetworkConfig(hand=HAND, hand_points=128, object_points=256, sampled_object_points=96, knn_k=8,
+                     edge_channels=(16,), feature_dim=32, latent_dim=8, decoder_widths=(8, 1), local_k=8,
+                     density_k=4, use_image=False)
+
+
+@pytest.mark.parametrize("hand_name", ["shadow", "inspire", "oymotion"])
+def test_recovery_reproduces_a_grasp_from_its_true_distance_matrix(hand_name):
+    hand, kin, chain = cached_hand_chain(hand_name, 512)
+    gen = torch.Generator().manual_seed(3)
+    q = chain.lower + torch.rand(2, len(chain.joint_names), generator=gen, dtype=torch.float64) * (chain.upper - chain.lower)
+    rot = axis_angle_to_matrix(torch.randn(2, 3, generator=gen, dtype=torch.float64))
+    wrist = torch.eye(4, dtype=torch.float64).repeat(2, 1, 1)
+    wrist[:, :3, :3], wrist[:, :3, 3] = rot, torch.tensor([0.5, 0.0, 0.12], dtype=torch.float64)
+    truth = kin.forward(chain.full_q(q), root_pose=wrist).points                  # the same rows as the chain
+    d = torch.randn(200, 3, generator=gen, dtype=torch.float64)
+    obj = d / d.norm(dim=-1, keepdim=True) * torch.tensor([0.04, 0.03, 0.07], dtype=torch.float64)
+    obj = obj + torch.tensor([0.5, 0.0, 0.2], dtype=torch.float64)
+    rec = recover_grasps(torch.cdist(truth, obj.expand(2, -1, -1)), obj, chain)
+    sol = rec.solution
+    assert (sol.points - truth).norm(dim=-1).amax() < 2e-3
+    assert (sol.wrist_pose[:, :3, 3] - wrist[:, :3, 3]).norm(dim=-1).amax() < 2e-3
+    assert (sol.q_full - chain.full_q(q)).abs().amax() < 0.02
+    assert bool(((sol.q >= chain.lower - 1e-9) & (sol.q <= chain.upper + 1e-9)).all())
+
+
+@pytest.fixture(scope="module")
+def tiny_checkpoint(tmp_path_factory):
+    torch.manual_seed(0)
+    return save_checkpoint(tmp_path_factory.mktemp("ckpt") / f"{HAND}.safetensors", DRONetwork(TINY))
+
+
+@pytest.fixture(scope="module")
+def hand():
+    return load_hand(HAND)
+
+
+@pytest.fixture(scope="module")
+def synthesizer(hand):
+    return GraspSynthesizer(hand)
+
+
+def test_missing_checkpoint_warns_and_falls_back_to_the_optimiser(hand, synthesizer, tmp_path):
+    warnings: list[str] = []
+    missing = tmp_path / "nothing_here.safetensors"
+    predictor = make_grasp_predictor("network", hand, synthesizer, checkpoint=missing, warn=warnings.append)
+    assert predictor.name == "optimiser" and len(warnings) == 1
+    assert str(missing) in warnings[0] and "optimiser" in warnings[0] and "fgrasp train" in warnings[0]
+    with pytest.raises(ValueError, match="unknown grasp_backend 'magic'.*optimiser, network"):
+        make_grasp_predictor("magic", hand, synthesizer)
+
+
+def test_planner_refuses_a_checkpoint_of_another_hand_and_plans_with_the_optimiser(tiny_checkpoint):
+    other = load_hand("oymotion")
+    warnings: list[str] = []
+    config = PlannerConfig(grasp_backend="network", grasp_checkpoint=str(tiny_checkpoint), num_candidates=2,
+                           camera_xyz=tuple(CAMERA_XYZ))
+    planner = GraspPlanner(other, builtin_backend(other, config), config, warn=warnings.append)
+    assert planner.predictor.name == "optimiser"
+    assert len(warnings) == 1 and "trained for hand 'inspire', not 'oymotion'" in warnings[0]
+    assert "refused" in warnings[0] and "optimiser" in warnings[0]
+
+
+class _Teacher(nn.Module):
+    """Stands in for a trained network: returns the true distance matrices of given hand point sets."""
+
+    def __init__(self, samples: torch.Tensor, config: NetworkConfig):
+        super().__init__()
+        self.samples, self.config = samples, config
+
+    def forward(self, batch, num_samples: int = 1, use_posterior=None) -> DROOutput:
+        obj = batch.object_points[:, :self.config.sampled_object_points]
+        dist = torch.cdist(self.samples.float(), obj[0].expand(len(self.samples), -1, -1))
+        return DROOutput(distances=dist[None], object_indices=torch.arange(obj.shape[1])[None],
+                         object_points=obj, importance_logits=None, mu=None, logvar=None)
+
+
+def test_network_predictor_recovers_ranks_and_feeds_the_same_downstream_planner(hand, synthesizer, tiny_checkpoint):
+    cloud = visible_cylinder()
+    proxy = build_object_proxy(cloud, 0.0, np.asarray(CAMERA_XYZ))
+    good = synthesizer.synthesize(proxy, max_results=1)[0]                         # a known, reachable grasp
+    _, kin, chain = cached_hand_chain(HAND, TINY.hand_points)
+    q_full = torch.as_tensor(full_vector(hand, good.q_grasp))[None]
+    pose = torch.as_tensor(good.T_base_root)[None]
+    pushed = pose.clone()
+    pushed[:, :3, 3] += torch.as_tensor(good.approach) * 0.04                     # 4 cm into the object
+    samples = torch.cat([kin.forward(q_full, root_pose=p).points for p in (pushed, pose)])
+    predictor = NetworkPredictor(hand, tiny_checkpoint, NetworkPredictorConfig(num_samples=2))
+    predictor.model = _Teacher(samples, TINY)
+
+    candidates = predictor.predict(cloud, proxy, max_results=2)
+    assert candidates and candidates[0].info["sample"] == 1                       # the penetrating one ranks last
+    best = candidates[0]
+    assert np.linalg.norm(best.T_base_root[:3, 3] - good.T_base_root[:3, 3]) < 3e-3
+    assert set(best.q_grasp) == set(hand.joint_names)                             # joints by name
+    assert max(abs(best.q_grasp[n] - good.q_grasp[n]) for n in hand.actuated_joints) < 0.05
+    closing = {n for n in hand.actuated_joints if hand.closed_pose.get(n, 0) > hand.open_pose.get(n, 0) + 1e-3}
+    assert all(best.q_squeeze[n] >= best.q_grasp[n] - 1e-9 for n in closing)
+    if len(candidates) > 1:
+        assert candidates[1].score < best.score and candidates[1].info["penetration_m"] > best.info["penetration_m"]
+
+    config = PlannerConfig(camera_xyz=tuple(CAMERA_XYZ), num_candidates=2)
+    planner = GraspPlanner(hand, builtin_backend(hand, config), config, predictor=predictor)
+    start = {**dict(zip(panda.ARM_JOINT_NAMES, panda.OBSERVE_Q)), **{n: 0.0 for n in hand.joint_names}}
+    result = planner.plan(cloud, start)
+    assert result.success, result.reason
+    assert result.candidate.info["backend"] == "network" and result.hand_goal == result.candidate.q_squeeze

@@ -1,0 +1,166 @@
+"""D(R,O) training: example files, the dataset, loss going down, checkpoints, resume, loss curves, DDP."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import yaml
+
+from grasp_planner.hands.description import load_hand
+from grasp_planner.network.checkpoint import CheckpointMismatchError, load_checkpoint
+from grasp_planner.network.config import NetworkConfig
+from grasp_planner.network.data import DROExampleDataset, ExampleFormatError, write_examples
+from grasp_planner.network.hand_chain import cached_hand_chain
+from grasp_planner.network.recovery import axis_angle_to_matrix
+from grasp_planner.network.train import LOSS_PNG, TrainConfig, train
+
+from test_network_recovery import _one_torch_thread  # noqa: F401 - autouse: one torch thread
+
+HAND = "inspire"
+#: A tiny network: the behaviours, not the quality, are under test.
+TINY = NetworkConfig(hand=HAND, hand_points=64, object_points=128, sampled_object_points=48, knn_k=8,
+                     edge_channels=(16, 16), feature_dim=32, latent_dim=16, decoder_widths=(8, 1), local_k=8,
+                     density_k=4, use_image=False)
+TRAIN = TrainConfig(epochs=2, batch_size=4, learning_rate=3e-3, validation_fraction=0.25, view="mixed",
+                    pose_loss=True, penetration_loss=True)
+
+
+def _write_tiny_dataset(root: Path, objects: int = 4, grasps: int = 3) -> Path:
+    """Ellipsoid objects with hand grasps around them (random joints, palm ~6 cm from the centre)."""
+    hand, _, chain = cached_hand_chain(HAND, TINY.hand_points)
+    rng = np.random.default_rng(0)
+    for k in range(objects):
+        d = rng.normal(size=(600, 3))
+        d /= np.linalg.norm(d, axis=1, keepdims=True)
+        radii = rng.uniform(0.03, 0.06, size=3)
+        centre = np.array([0.5, 0.0, radii[2]])
+        pts = d * radii + centre
+        nrm = d / radii ** 2
+        nrm /= np.linalg.norm(nrm, axis=1, keepdims=True)
+        poses, qs = [], []
+        for _ in range(grasps):
+            q = chain.lower.numpy() + rng.uniform(size=len(chain.joint_names)) * (chain.upper - chain.lower).numpy()
+            rot = axis_angle_to_matrix(torch.as_tensor(rng.normal(size=3))).numpy()
+            pose = np.eye(4)
+            pose[:3, :3], pose[:3, 3] = rot, centre - rot @ np.array([0.0, 0.0, 0.06])
+            poses.append(pose)
+            qs.append(dict(zip(chain.joint_names, q.tolist())))
+        write_examples(root / f"obj{k}.npz", hand, pts, nrm, poses, qs, source="test")
+    return root
+
+
+@pytest.fixture(scope="module")
+def data_dir(tmp_path_factory) -> Path:
+    return _write_tiny_dataset(tmp_path_factory.mktemp("examples"))
+
+
+def test_dataset_maps_joints_by_name_and_skips_other_hands(tmp_path):
+    hand = load_hand(HAND)
+    pts = np.random.default_rng(1).normal(size=(50, 3))
+    q = {n: 0.1 * (i + 1) for i, n in enumerate(hand.actuated_joints)}
+    write_examples(tmp_path / "a.npz", hand, pts, pts, [np.eye(4)], [q], source="test")
+    # Same grasp stored with the joint columns in reverse order: the dataset must map them by name.
+    with np.load(tmp_path / "a.npz") as z:
+        arrays = {k: z[k] for k in z.files}
+    arrays["joint_names"], arrays["q"] = arrays["joint_names"][::-1], arrays["q"][:, ::-1]
+    np.savez(tmp_path / "b.npz", **arrays)
+    ds = DROExampleDataset(tmp_path, hand, num_points=20, view="full")
+    assert len(ds) == 2 and torch.equal(ds[0]["q"], ds[1]["q"])
+    expected = hand.expand(q)
+    assert ds[0]["q"].tolist() == pytest.approx([expected[n] for n in hand.joint_names], abs=1e-6)
+    assert ds[0]["object_points"].shape == (20, 3)
+    with pytest.raises(ExampleFormatError, match=r"no training examples for hand 'oymotion'.*\['inspire'\]"):
+        DROExampleDataset(tmp_path, load_hand("oymotion"), num_points=20)
+
+
+def test_short_training_lowers_the_loss_writes_curves_and_resumes_exactly(data_dir, tmp_path):
+    full = train(data_dir, TINY, TRAIN, tmp_path / "full", progress=False, log=lambda s: None)
+    losses = [e["train_l1_m"] for e in full.history]
+    assert len(losses) == 2 and losses[-1] < 0.5 * losses[0], losses
+    assert "val_l1_m" in full.history[-1] and full.history[-1]["val_l1_m"] < full.history[0]["val_l1_m"]
+    png = tmp_path / "full" / LOSS_PNG
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    model, extra = load_checkpoint(full.checkpoint, hand=HAND, expected_config=TINY)
+    assert extra["epoch"] == 2 and len(extra["history"]) == 2
+
+    # Interrupted after epoch 1, resumed to 2: the same weights as the uninterrupted run.
+    short = TrainConfig(**{**TRAIN.__dict__, "epochs": 1})
+    train(data_dir, TINY, short, tmp_path / "split", progress=False, log=lambda s: None)
+    resumed = train(data_dir, TINY, TRAIN, tmp_path / "split", resume=True, progress=False, log=lambda s: None)
+    assert resumed.epochs_run == 1 and [e["epoch"] for e in resumed.history] == [1, 2]
+    other, _ = load_checkpoint(resumed.checkpoint, hand=HAND)
+    for (name, a), (_, b) in zip(model.state_dict().items(), other.state_dict().items()):
+        assert torch.allclose(a, b, atol=1e-6), name
+
+    with pytest.raises(FileExistsError, match="--resume"):
+        train(data_dir, TINY, TRAIN, tmp_path / "full", progress=False)
+    bigger = NetworkConfig(**{**TINY.to_dict(), "feature_dim": 64})
+    with pytest.raises(CheckpointMismatchError, match="feature_dim"):
+        train(data_dir, bigger, TRAIN, tmp_path / "full", resume=True, progress=False)
+
+
+def test_ddp_with_two_gloo_processes_trains_through_the_cli(data_dir, tmp_path):
+    cfg = tmp_path / "tiny.yaml"
+    cfg.write_text(yaml.safe_dump({"network": {k: v for k, v in TINY.to_dict().items() if k != "hand"},
+                                   "training": {**TRAIN.__dict__, "epochs": 2}}))
+    env = {k: v for k, v in os.environ.items() if k not in ("WORLD_SIZE", "RANK", "LOCAL_RANK")}
+    env.update(OMP_NUM_THREADS="1", MUJOCO_GL=env.get("MUJOCO_GL", "egl"))
+    port = str(29500 + os.getpid() % 1000)
+    run = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2",
+                          "--master-addr", "127.0.0.1", "--master-port", port, "-m", "functional_grasp.cli",
+                          "train", "--data", str(data_dir), "--hand", HAND, "--config", str(cfg),
+                          "--out", str(tmp_path / "ddp"), "--no-progress"],
+                         env=env, capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0, run.stderr[-3000:]
+    history = json.loads((tmp_path / "ddp" / "history.json").read_text())
+    assert [e["epoch"] for e in history] == [1, 2]
+    assert history[1]["train_l1_m"] < history[0]["train_l1_m"]
+    load_checkpoint(tmp_path / "ddp" / "last.safetensors", hand=HAND, expected_config=TINY)
+
+
+def test_data_engine_shards_become_examples_with_view_image_and_kept_grasps_only(tmp_path):
+    import trimesh
+
+    from functional_grasp.train_data import convert_engine_dataset, is_engine_dataset
+    from grasp_data.dataset import DatasetWriter
+
+    hand = load_hand(HAND)
+    box = trimesh.creation.box((0.4, 0.4, 0.1))
+    box.apply_translation([0.0, 0.0, 0.55])                              # front face at z = 0.5 m
+    h, w = 48, 64
+    K = np.array([[60.0, 0, w / 2], [0, 60.0, h / 2], [0, 0, 1]])
+    depth = np.full((h, w), np.nan, np.float32)
+    mask = np.zeros((h, w), bool)
+    mask[12:36, 16:48], depth[12:36, 16:48] = True, 0.5
+    rgb = np.zeros((1, h, w, 3), np.uint8)
+    rgb[0, :, :, 0] = 200
+    rest = hand.expand({})                                                # consistent with the couplings
+    q = np.array([[rest[n] for n in hand.joint_names]] * 2)
+    meta = {"schema_version": 1, "category": "box", "index": 0, "seed": 0, "hand": HAND,
+            "joint_names": list(hand.joint_names)}
+    arrays = {"meta": meta, "mesh_vertices": box.vertices, "mesh_faces": box.faces.astype(np.int32),
+              "face_labels": np.zeros(len(box.faces), np.int16), "grasp_root_pose": np.stack([np.eye(4)] * 2),
+              "grasp_q": q, "grasp_energy": np.zeros(2), "grasp_kept": np.array([True, False]),
+              "grasp_held": np.array([True, False]), "grasp_functional": np.array([True, False]),
+              "grasp_reason": np.array(["ok", "dropped"]), "grasp_max_displacement_m": np.zeros(2),
+              "grasp_displacement_m": np.zeros((2, 6)), "grasp_initial_penetration_m": np.zeros(2),
+              "render_rgb": rgb, "render_depth": depth[None], "render_mask": mask[None], "render_K": K[None],
+              "render_T_world_camera": np.eye(4)[None], "render_T_world_object": np.eye(4)[None]}
+    DatasetWriter(tmp_path / "engine", {"hand": HAND}).write("box_00000", arrays)
+    assert is_engine_dataset(tmp_path / "engine") and not is_engine_dataset(tmp_path)
+
+    files = convert_engine_dataset(tmp_path / "engine", hand, tmp_path / "examples", image_size=(24, 32))
+    assert len(files) == 1
+    ds = DROExampleDataset(tmp_path / "examples", hand, num_points=64)
+    assert len(ds) == 1 and ds.has_images                                 # the dropped grasp is not an example
+    item = ds[0]
+    assert item["image"].shape == (3, 24, 32) and float(item["image"][0].mean()) == pytest.approx(200 / 255, abs=1e-3)
+    assert torch.allclose(item["object_points"][:, 2], torch.tensor(0.5), atol=1e-5)  # back-projected depth
+    assert bool((item["pixel_uv"][:, 0] < 32).all() and (item["pixel_uv"][:, 1] < 24).all())  # scaled pixels
+    assert torch.allclose(item["object_normals"], torch.tensor([0.0, 0.0, -1.0]), atol=1e-5)  # front face
