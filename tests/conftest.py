@@ -34,3 +34,14 @@ def ros_context(ros_domain_id):
     rclpy.init(context=context, domain_id=ros_domain_id)
     yield context
     rclpy.shutdown(context=context)
+
+
+@pytest.fixture
+def one_torch_thread():
+    """One torch thread for tiny tensors: faster, and immune to OpenMP spin-waits on a busy 2-core machine."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

@@ -19,7 +19,8 @@ from grasp_planner.pipeline import GraspPlanner, PlannerConfig, builtin_backend
 from grasp_planner.robots import panda
 from test_grasp_synthesis import CAMERA_XYZ, visible_cylinder
 
-from test_network_recovery import _one_torch_thread  # noqa: F401 - autouse: one torch thread
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
 
 HAND = "inspire"
 TINY = NetworkConfig(hand=HAND, hand_points=128, object_points=256, sampled_object_points=96, knn_k=8,

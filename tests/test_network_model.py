@@ -18,13 +18,7 @@ from grasp_planner.network.sampling import importance_target
 
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_torch_thread():
-    """Tiny tensors: one thread is faster and immune to OpenMP spin-waits on a busy 2-core machine."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 TINY = NetworkConfig(hand="testhand", hand_points=32, object_points=64, sampled_object_points=32, knn_k=8,
                      edge_channels=(16, 16), feature_dim=16, attention_heads=4, latent_dim=8,

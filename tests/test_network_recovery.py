@@ -12,13 +12,7 @@ from grasp_planner.network.recovery import (HandChain, RecoveryConfig, apply_lin
 
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_torch_thread():
-    """Tiny tensors: one thread is faster and immune to OpenMP spin-waits on a busy 2-core machine."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _random_rotation(gen: torch.Generator, n: int) -> torch.Tensor:

@@ -20,7 +20,8 @@ from grasp_planner.network.hand_chain import cached_hand_chain
 from grasp_planner.network.recovery import axis_angle_to_matrix
 from grasp_planner.network.train import LOSS_PNG, TrainConfig, train
 
-from test_network_recovery import _one_torch_thread  # noqa: F401 - autouse: one torch thread
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
 
 HAND = "inspire"
 #: A tiny network: the behaviours, not the quality, are under test.

@@ -42,9 +42,17 @@ def save_checkpoint(path: str | Path, model: DRONetwork, extra: dict[str, Any] |
                 "config": json.dumps(model.config.to_dict(), sort_keys=True),
                 "extra": json.dumps(extra or {}, sort_keys=True)}
     state = {name: tensor.detach().contiguous() for name, tensor in model.state_dict().items()}
+    return write_safetensors_atomic(path, state, metadata)
+
+
+def write_safetensors_atomic(path: Path, tensors: dict[str, torch.Tensor], metadata: dict[str, str]) -> Path:
+    """Write ``tensors`` + string ``metadata`` to ``path`` via a temp file and a rename: a reader
+    never sees a half-written file, and an interrupted write leaves the old one in place."""
+    from safetensors.torch import save_file
+
     tmp = path.with_name(path.name + ".tmp")
     try:
-        save_file(state, str(tmp), metadata=metadata)
+        save_file(tensors, str(tmp), metadata=metadata)
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)

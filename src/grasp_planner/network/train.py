@@ -30,7 +30,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from grasp_planner.network.checkpoint import load_checkpoint, save_checkpoint
+from grasp_planner.network.checkpoint import load_checkpoint, save_checkpoint, write_safetensors_atomic
 from grasp_planner.network.config import NetworkConfig
 from grasp_planner.network.data import VIEWS, DROExampleDataset
 from grasp_planner.network.losses import dro_loss, make_link_pose_loss, penetration_depth, predicted_hand_points
@@ -138,19 +138,12 @@ def _init_distributed(world: int) -> None:
 
 # ------------------------------------------------------------------ trainer state (safetensors)
 def _save_state(path: Path, optimizer: torch.optim.Optimizer, epoch: int) -> None:
-    from safetensors.torch import save_file
-
     sd = optimizer.state_dict()
     tensors = {f"state.{i}.{k}": (v if torch.is_tensor(v) else torch.tensor(v)).detach().contiguous()
                for i, st in sd["state"].items() for k, v in st.items()}
     tensors["rng.torch"] = torch.get_rng_state()
     meta = {"format": TRAINER_STATE_FORMAT, "epoch": str(epoch), "param_groups": json.dumps(sd["param_groups"])}
-    tmp = path.with_name(path.name + ".tmp")
-    try:
-        save_file(tensors, str(tmp), metadata=meta)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    write_safetensors_atomic(path, tensors, meta)
 
 
 def _load_state(path: Path, optimizer: torch.optim.Optimizer) -> int:
