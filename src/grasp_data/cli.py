@@ -5,6 +5,7 @@
     fgrasp data generate --category drill --objects 50 --hand oymotion --out DIR   # dataset
     fgrasp data generate ... --workers 2                       # local worker processes
     fgrasp data generate ... --ray-address auto                # Ray cluster (pip install ray)
+    fgrasp data import-human RECORD.json... --hand shadow --out DIR   # human grasps (Web2Grasp)
 
 ``generate`` resumes: run it again with the same options (or more ``--objects``) and it only
 makes the objects missing from ``DIR`` (format: :mod:`grasp_data.dataset`).
@@ -45,7 +46,7 @@ def add_data_parser(sub: Any) -> None:
     """Add ``data`` and its subcommands to the ``fgrasp`` subparsers ``sub``."""
     data = sub.add_parser("data", help="functional objects, demonstrations and contact transfer",
                           description="The data engine's object side. Exit code: 0 done, 1 a step failed.")
-    data_sub = data.add_subparsers(dest="data_command", required=True, metavar="{show,generate}")
+    data_sub = data.add_subparsers(dest="data_command", required=True, metavar="{show,generate,import-human}")
     show = data_sub.add_parser(
         "show", help="draw generated instances coloured by functional region into a PNG",
         description="Generate one instance per category (default: every category) and write a PNG "
@@ -62,6 +63,7 @@ def add_data_parser(sub: Any) -> None:
     show.add_argument("--out", type=Path, default=Path("out/data/gallery.png"), metavar="PNG",
                       help="picture to write (default: out/data/gallery.png)")
     _add_generate_parser(data_sub)
+    _add_import_human_parser(data_sub)
 
 
 def _add_generate_parser(data_sub: Any) -> None:
@@ -98,9 +100,36 @@ def _add_generate_parser(data_sub: Any) -> None:
                      help="run on this Ray cluster (e.g. auto, ray://head:10001) instead of local processes")
 
 
+def _add_import_human_parser(data_sub: Any) -> None:
+    from grasp_data.engine import COLLISIONS, GenerateSettings
+
+    d = GenerateSettings()
+    imp = data_sub.add_parser(
+        "import-human", help="retarget human hand–object records to a robot hand, adapt, validate, store",
+        description="Read human grasp records (21 hand keypoints + object mesh and pose; format in "
+                    "grasp_data/human_records.py), retarget each to the robot hand by keypoint position "
+                    "optimisation, adapt a batch of grasps around it with the human fingertip contacts as "
+                    "targets, validate them in MuJoCo, and write one dataset shard per record (meta.source "
+                    "'human'). Re-running resumes. Exit code: 0 done, 1 a record or the folder is unusable.")
+    imp.add_argument("records", type=Path, nargs="+", metavar="RECORD", help="record JSON files (a record or a list)")
+    imp.add_argument("--hand", default=d.hand, help=f"hand (config/hands/<hand>.yaml; default {d.hand})")
+    imp.add_argument("--out", type=Path, required=True, metavar="DIR", help="dataset folder (created or resumed)")
+    imp.add_argument("--grasps", type=_int_in(1, 4096, "grasps per record"), default=d.grasps_per_object,
+                     help=f"grasps adapted and validated per record (default {d.grasps_per_object})")
+    imp.add_argument("--iterations", type=_int_in(0, 100000, "iterations"), default=d.iterations,
+                     help=f"adaptation steps (default {d.iterations})")
+    imp.add_argument("--views", type=_int_in(0, 10000, "views"), default=d.views,
+                     help=f"RGB-D renders per record (default {d.views})")
+    imp.add_argument("--collision", choices=COLLISIONS, default=d.collision,
+                     help="validation collision geometry: coacd (convex decomposition, cached) or hull")
+    imp.add_argument("--seed", type=_int_in(0, 2**32 - 1, "seed"), default=d.seed, help="seed of the adaptation noise")
+    imp.add_argument("--threads", type=_int_in(1, 64, "thread count"), default=2, help="simulation threads (default 2)")
+
+
 def cmd_data(args: argparse.Namespace, rep: Any) -> int:
     """Run ``fgrasp data <command>``; ``rep`` is the CLI's reporter. Returns the exit code."""
-    return {"show": _cmd_show, "generate": _cmd_generate}[args.data_command](args, rep)
+    return {"show": _cmd_show, "generate": _cmd_generate,
+            "import-human": _cmd_import_human}[args.data_command](args, rep)
 
 
 def _cmd_generate(args: argparse.Namespace, rep: Any) -> int:
@@ -133,6 +162,43 @@ def _cmd_generate(args: argparse.Namespace, rep: Any) -> int:
                  "disturbance trials/s per object")
     rep.line(f"{summary.objects_written} objects written, {summary.objects_skipped} already done, "
              f"{summary.wall_time_s:.1f} s; dataset: {args.out}")
+    return 0
+
+
+def _cmd_import_human(args: argparse.Namespace, rep: Any) -> int:
+    import numpy as np
+
+    from grasp_data.dataset import DatasetError
+    from grasp_data.engine import GenerateSettings
+    from grasp_data.human_import import import_human
+    from grasp_data.human_records import HumanRecordError, load_records
+    from grasp_data.retarget import RetargetError
+    from grasp_planner.hands import UnknownHandError, load_hand
+
+    try:
+        load_hand(args.hand)
+        records = load_records(args.records)
+    except (UnknownHandError, HumanRecordError) as exc:
+        rep.error(str(exc))
+        return 1
+    settings = GenerateSettings(hand=args.hand, seed=args.seed, grasps_per_object=args.grasps,
+                                iterations=args.iterations, views=args.views, collision=args.collision)
+    try:
+        s = import_human(records, settings, args.out, validation_threads=args.threads)
+    except (DatasetError, RetargetError) as exc:
+        rep.error(str(exc))
+        return 1
+    for name, why in s.unusable.items():
+        rep.stage(name, "skipped", why)
+    if s.retargeted:
+        rep.line(f"retargeted {s.retargeted} record(s) in {s.retarget_time_s:.2f} s "
+                 f"({1e3 * s.retarget_time_s / s.retargeted:.0f} ms per grasp, batched); mean fingertip error "
+                 f"{1e3 * float(np.mean(s.tip_error_m)):.1f} mm")
+    if s.shards.reasons:
+        rep.line("outcomes this run: " + ", ".join(f"{k} {v}" for k, v in sorted(s.shards.reasons.items())))
+    rep.stage("human", "done", f"records {s.records} ({s.already_done} already done, {len(s.unusable)} unusable), "
+              f"retargeted {s.retargeted}, grasps kept {s.kept}/{s.tried} ({100.0 * s.kept / max(s.tried, 1):.1f} %)")
+    rep.line(f"{s.shards.objects_written} shards written, {s.shards.wall_time_s:.1f} s; dataset: {args.out}")
     return 0
 
 

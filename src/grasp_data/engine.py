@@ -89,14 +89,9 @@ def make_object(settings: GenerateSettings, category: str, index: int,
     import torch
 
     from grasp_data.adaptation import AdaptationConfig, adapt_grasps
-    from grasp_data.collision import convex_decomposition
     from grasp_data.demonstrations import load_demonstration
     from grasp_data.objects import generate
-    from grasp_data.regions import category_regions
-    from grasp_data.renders import RenderConfig, render_views
     from grasp_data.transfer import transfer_contacts
-    from grasp_data.validation import FloatingHandScene, GraspValidator, ValidationConfig
-    from sim_bridge.mesh_objects import mesh_object
 
     torch.set_num_threads(1)
     seed = object_seed(settings.seed, category, index)
@@ -106,10 +101,41 @@ def make_object(settings: GenerateSettings, category: str, index: int,
     hand = _hand_model(settings.hand)
     grasps = adapt_grasps(hand, instance, transfer, AdaptationConfig(
         batch_size=settings.grasps_per_object, iterations=settings.iterations, seed=seed % 2**31))
+    return shard_name(category, index), validated_shard(settings, instance, demo, grasps, index=index, seed=seed,
+                                                        validation_threads=validation_threads)
+
+
+def validated_shard(settings: GenerateSettings, instance, demo, grasps, *, index: int, seed: int,
+                    validation_threads: int = 1, meta: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Validate adapted ``grasps`` of ``instance`` in MuJoCo, render it, and assemble the shard.
+
+    Shared by :func:`make_object` and the human-grasp import (:mod:`grasp_data.human_import`).
+
+    Args:
+        settings: collision, validation tolerance and render settings.
+        instance: the labelled object (object frame).
+        demo: the demonstration whose functional contacts the validator checks (None: none).
+        grasps: the adapted batch (:class:`~grasp_data.adaptation.AdaptationResult`).
+        index, seed: the object's index and seed (stored in ``meta``; the seed drives the renders).
+        validation_threads: MjData stepped in parallel.
+        meta: extra ``meta`` entries (e.g. ``source``).
+
+    Returns:
+        The shard arrays (:mod:`grasp_data.dataset` format; ``meta`` as a dict).
+    """
+    from grasp_data.collision import convex_decomposition
+    from grasp_data.regions import category_regions
+    from grasp_data.renders import RenderConfig, render_views
+    from grasp_data.validation import FloatingHandScene, GraspValidator, ValidationConfig
+    from sim_bridge.mesh_objects import mesh_object
+
+    category = instance.category
+    hand = _hand_model(settings.hand)
     if settings.collision == "coacd":
         spec = convex_decomposition(instance.mesh).spec
     else:
-        spec = mesh_object(instance.mesh, name=f"{shard_name(category, index)}_{seed:x}_hull", collision="hull")
+        spec = mesh_object(instance.mesh, name=f"{shard_name(category or 'object', index)}_{seed:x}_hull",
+                           collision="hull")
     vconfig = ValidationConfig(functional_tolerance_m=settings.functional_tolerance_m, threads=validation_threads)
     validator = GraspValidator(FloatingHandScene(hand, instance, spec, vconfig), demo)
     t0 = time.perf_counter()
@@ -117,15 +143,17 @@ def make_object(settings: GenerateSettings, category: str, index: int,
     validation_s = time.perf_counter() - t0
     views = render_views(instance, settings.views, seed=seed % 2**31,
                          config=RenderConfig(width=settings.image_width, height=settings.image_height))
-    regions = category_regions(category)
+    kinds = ([r.kind for r in category_regions(category).regions] if category
+             else ["body"] * len(instance.region_names))
     h, w = settings.image_height, settings.image_width
-    meta = {"schema_version": SCHEMA_VERSION, "category": category, "index": index, "seed": seed,
+    meta = {"schema_version": SCHEMA_VERSION, "category": category or "object", "index": index, "seed": seed,
             "params": {k: (v.item() if isinstance(v, np.generic) else v) for k, v in instance.params.items()},
             "region_names": list(instance.region_names),
-            "region_kinds": [r.kind for r in regions.regions], "hand": settings.hand,
+            "region_kinds": kinds, "hand": settings.hand,
             "joint_names": list(grasps.joint_names), "directions": list(vconfig.protocol.directions),
             "designated": validator.designated, "adaptation_time_s": grasps.wall_time_s,
-            "validation_time_s": validation_s, "simulated": int(sum(o.simulated for o in outcomes))}
+            "validation_time_s": validation_s, "simulated": int(sum(o.simulated for o in outcomes)),
+            **(meta or {})}
     n_dir = len(vconfig.protocol.directions)
     arrays = {
         "meta": meta,
@@ -147,7 +175,7 @@ def make_object(settings: GenerateSettings, category: str, index: int,
         "render_T_world_camera": np.array([v.T_world_camera for v in views]).reshape(-1, 4, 4),
         "render_T_world_object": np.array([v.T_world_object for v in views]).reshape(-1, 4, 4),
     }
-    return shard_name(category, index), arrays
+    return arrays
 
 
 def _make_job(args: tuple) -> tuple[str, dict[str, Any]]:
@@ -176,6 +204,25 @@ class Summary:
     wall_time_s: float = 0.0
     adaptation_s: list[float] = field(default_factory=list)
     trials_per_s: list[float] = field(default_factory=list)
+
+    def add(self, arrays: dict[str, Any]) -> None:
+        """Count one shard written by this run (its timings and outcome reasons)."""
+        meta = arrays["meta"]
+        self.objects_written += 1
+        self.adaptation_s.append(float(meta["adaptation_time_s"]))
+        if meta["simulated"]:
+            self.trials_per_s.append(meta["simulated"] / max(meta["validation_time_s"], 1e-9))
+        for reason in arrays["grasp_reason"]:
+            key = str(reason).split(":")[0]
+            self.reasons[key] = self.reasons.get(key, 0) + 1
+
+    def count_shards(self, writer: DatasetWriter, names: set[str]) -> None:
+        """Grasps tried / kept per category over the dataset's shards ``names`` (earlier runs' too)."""
+        for name, entry in writer.shards.items():
+            if name in names:
+                c = entry["category"]
+                self.tried[c] = self.tried.get(c, 0) + entry["grasps_tried"]
+                self.kept[c] = self.kept.get(c, 0) + entry["grasps_kept"]
 
 
 def _local_results(jobs: list[tuple], workers: int) -> Iterator[tuple[str, dict]]:
@@ -263,20 +310,8 @@ def generate_dataset(settings: GenerateSettings, categories: Iterable[str], obje
         if jobs:
             for name, arrays in results(jobs):
                 writer.write(name, arrays)
-                meta = arrays["meta"]
-                summary.objects_written += 1
-                summary.adaptation_s.append(float(meta["adaptation_time_s"]))
-                if meta["simulated"]:
-                    summary.trials_per_s.append(meta["simulated"] / max(meta["validation_time_s"], 1e-9))
-                for reason in arrays["grasp_reason"]:
-                    key = str(reason).split(":")[0]
-                    summary.reasons[key] = summary.reasons.get(key, 0) + 1
+                summary.add(arrays)
                 bar.update(1)
-    wanted = {shard_name(c, i) for c in categories for i in range(objects)}
-    for name, entry in writer.shards.items():
-        if name in wanted:
-            c = entry["category"]
-            summary.tried[c] = summary.tried.get(c, 0) + entry["grasps_tried"]
-            summary.kept[c] = summary.kept.get(c, 0) + entry["grasps_kept"]
+    summary.count_shards(writer, {shard_name(c, i) for c in categories for i in range(objects)})
     summary.wall_time_s = time.perf_counter() - t0
     return summary
