@@ -7,6 +7,8 @@
     fgrasp view out/demo                               # the rviz scene of a demo run, as a PNG
     fgrasp data show --category drill --out x.png      # generated objects coloured by region
     fgrasp train --data D --hand shadow --out out/t    # train the D(R,O) grasp network
+    fgrasp eval --network CKPT --hand H --category drill --objects 20   # network on held-out instances
+    fgrasp augment --checkpoint CKPT --data D --hand H --category drill --out out/aug   # sim-augmented loop
 
 All user-facing output goes through :mod:`functional_grasp.report`. Exit codes: see each
 subcommand's ``--help``; 2 is also argparse's code for a bad command line.
@@ -21,6 +23,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
+from functional_grasp.augment_cli import add_augment_parser, cmd_augment
 from functional_grasp.eval_cli import add_eval_parser, cmd_eval
 from functional_grasp.report import Reporter
 from functional_grasp.train_cli import add_train_parser, cmd_train
@@ -112,7 +115,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     parser = argparse.ArgumentParser(
         prog="fgrasp", description="Functional dexterous grasping: simulation demo, graph launcher, benchmarks.")
-    sub = parser.add_subparsers(dest="command", required=True, metavar="{demo,launch,bench,eval,record,replay,view,data,train}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="{demo,launch,bench,eval,record,replay,view,data,train,augment}")
 
     demo = sub.add_parser(
         "demo", help="launch the sim graph, grasp one object, write report.json and pictures",
@@ -174,6 +177,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_view_parser(sub)
     add_data_parser(sub)
     add_train_parser(sub)
+    add_augment_parser(sub)
     return parser
 
 
@@ -350,7 +354,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         handler = {"demo": _cmd_demo, "launch": _cmd_launch, "bench": _cmd_bench, "eval": cmd_eval,
                    "record": _cmd_record, "replay": _cmd_replay, "view": cmd_view,
-                   "data": cmd_data, "train": cmd_train}[args.command]
+                   "data": cmd_data, "train": cmd_train, "augment": cmd_augment}[args.command]
         return handler(args, rep)
     except KeyboardInterrupt:
         rep.error("interrupted")

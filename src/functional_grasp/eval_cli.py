@@ -32,7 +32,7 @@ def add_eval_parser(sub) -> None:
                     "could not be written; 130 interrupted (the trials done so far are written).")
     ev.add_argument("--objects", nargs="+", default=None, metavar="NAME",
                     help="catalogue objects (mug drill box cylinder) or 'all' (default: all, unless "
-                         "--mesh is given)")
+                         "--mesh is given); with --network: one number, held-out instances per category")
     ev.add_argument("--mesh", action="append", type=Path, default=[], metavar="PATH",
                     help="an OBJ/STL/PLY mesh evaluated as an object (repeatable)")
     ev.add_argument("--scale", type=float, default=1.0, metavar="S",
@@ -41,9 +41,9 @@ def add_eval_parser(sub) -> None:
                     help="JSON {\"functional\": [vertex indices], \"avoid\": [...]} of the one --mesh: "
                          "success then also needs a fingertip on the functional region and no "
                          "contact with an avoidance region")
-    ev.add_argument("--collision", choices=("hull", "coacd"), default="hull",
-                    help="collision geometry of --mesh: convex hull or CoACD decomposition (cached) "
-                         "(default: hull)")
+    ev.add_argument("--collision", choices=("hull", "coacd"), default=None,
+                    help="collision geometry of --mesh (default: hull) or of the --network mode's generated "
+                         "instances (default: coacd, as the data engine): convex hull or CoACD decomposition (cached)")
     ev.add_argument("--trials", type=_int_at_least(1), default=10, metavar="N",
                     help="trials per object (default: 10)")
     ev.add_argument("--seed", type=_int_at_least(0), default=0, metavar="S",
@@ -61,6 +61,21 @@ def add_eval_parser(sub) -> None:
     ev.add_argument("--camera-height", type=_int_at_least(16), default=480, metavar="PX",
                     help="rendered RGB-D height, pixels (default: 480)")
     ev.add_argument("--no-gallery", action="store_true", help="skip the thumbnails and gallery.png")
+    net = ev.add_argument_group(
+        "network mode", "--network CHECKPOINT: judge the D(R,O) network's top-ranked grasp on held-out generated "
+        "instances (seeds no training data uses) with the data engine's validator (floating hand, D(R,O) "
+        "disturbance protocol, CorDex functional criterion); per category: stable and stable + functional "
+        "success with 95 % Wilson intervals and failure reasons, written to --out/network_eval.json")
+    net.add_argument("--network", type=Path, default=None, metavar="CHECKPOINT",
+                     help="network checkpoint (.safetensors) of --hand")
+    net.add_argument("--category", nargs="+", default=None, metavar="NAME",
+                     help="generated object categories (drill spray_bottle hammer mug syringe glue_gun)")
+    net.add_argument("--view", choices=("full", "partial"), default="full",
+                     help="object cloud: full surface, or one rendered RGB-D view (default: full)")
+    net.add_argument("--samples", type=_int_at_least(1), default=16, metavar="K",
+                     help="CVAE samples (candidates) per object; the top-ranked one is judged (default: 16)")
+    net.add_argument("--threads", type=_int_at_least(1), default=1, metavar="N",
+                     help="torch threads (default: 1, fastest on a loaded 2-core CPU)")
     ev.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
@@ -69,6 +84,14 @@ def cmd_eval(args: argparse.Namespace, rep: Reporter) -> int:
     from functional_grasp.eval import (EXIT_BAD_INPUT, EXIT_FAILED, EXIT_OK, RESULTS_FILE, SUMMARY_HEADERS,
                                        EvalConfig, EvalInputError, latency_rows, run_eval, summary_rows)
 
+    if args.network is not None:
+        from functional_grasp.net_eval_cli import cmd_network_eval
+
+        return cmd_network_eval(args, rep)
+    if args.category is not None:
+        rep.error("--category selects generated instances for --network; use --objects or --mesh without it")
+        return EXIT_BAD_INPUT
+    args.collision = args.collision or "hull"
     objects = tuple(args.objects) if args.objects else (() if args.mesh else ("all",))
     try:
         config = EvalConfig(objects=objects, meshes=tuple(args.mesh), scale=args.scale, regions=args.regions,

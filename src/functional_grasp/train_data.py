@@ -36,12 +36,22 @@ def is_engine_dataset(path: str | Path) -> bool:
         return False
 
 
-def _view_cloud(depth: np.ndarray, mask: np.ndarray, K: np.ndarray, T_world_camera: np.ndarray):
-    """Object pixels → (M, 3) world points and their (M, 2) pixel (u, v)."""
+def view_cloud(depth: np.ndarray, mask: np.ndarray, K: np.ndarray, T_world_camera: np.ndarray):
+    """Object pixels of a rendered view → (M, 3) world points and their (M, 2) pixel (u, v)."""
     v, u = np.nonzero(mask & np.isfinite(depth) & (depth > 0))
     z = depth[v, u]
     cam = np.stack([(u - K[0, 2]) * z / K[0, 0], (v - K[1, 2]) * z / K[1, 1], z], axis=1)
     return cam @ T_world_camera[:3, :3].T + T_world_camera[:3, 3], np.stack([u, v], axis=1).astype(np.float32)
+
+
+def network_image(rgb: np.ndarray, uv: np.ndarray, image_size: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
+    """A rendered (H, W, 3) uint8 view resized to the network's ``image_size`` (height, width):
+    ``(3, h, w)`` uint8 image and the (M, 2) pixels ``uv`` scaled alike."""
+    from PIL import Image
+
+    h, w = image_size
+    scaled = uv * np.array([w / rgb.shape[1], h / rgb.shape[0]], np.float32)
+    return np.asarray(Image.fromarray(rgb).resize((w, h), Image.BILINEAR)).transpose(2, 0, 1), scaled
 
 
 def convert_engine_dataset(root: str | Path, hand, out_dir: str | Path,
@@ -59,7 +69,6 @@ def convert_engine_dataset(root: str | Path, hand, out_dir: str | Path,
         The example files (written or kept).
     """
     import trimesh
-    from PIL import Image
     from scipy.spatial import cKDTree
 
     from grasp_data.dataset import load_shard
@@ -95,7 +104,7 @@ def convert_engine_dataset(root: str | Path, hand, out_dir: str | Path,
         dense_tree = cKDTree(dense)
         for v, target in enumerate(targets):
             T_wo = shard["render_T_world_object"][v]
-            pts_w, uv = _view_cloud(shard["render_depth"][v], shard["render_mask"][v], shard["render_K"][v],
+            pts_w, uv = view_cloud(shard["render_depth"][v], shard["render_mask"][v], shard["render_K"][v],
                                     shard["render_T_world_camera"][v])
             if len(pts_w) < 32:
                 continue
@@ -106,10 +115,7 @@ def convert_engine_dataset(root: str | Path, hand, out_dir: str | Path,
             normals = mesh.face_normals[dense_face[nearest]] @ T_wo[:3, :3].T
             image = None
             if image_size is not None:
-                rgb = shard["render_rgb"][v]
-                h, w = image_size
-                uv = uv * np.array([w / rgb.shape[1], h / rgb.shape[0]], np.float32)
-                image = np.asarray(Image.fromarray(rgb).resize((w, h), Image.BILINEAR)).transpose(2, 0, 1)
+                image, uv = network_image(shard["render_rgb"][v], uv, image_size)
             written.append(write_examples(target, hand, pts_w, normals, [T_wo @ p for p in poses], qs,
                                           source="data_engine", image=image, pixel_uv=uv if image is not None else None))
     return written

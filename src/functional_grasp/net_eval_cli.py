@@ -1,0 +1,79 @@
+"""``fgrasp eval --network CHECKPOINT``: the network mode of ``fgrasp eval`` (core: :mod:`functional_grasp.net_eval`).
+
+    fgrasp eval --network out/train/oymotion/last.safetensors --hand oymotion \\
+        --category drill hammer --objects 20 [--view partial] [--samples 16] [--collision hull]
+
+Exit codes: 0 evaluated (whatever the success rate); 2 bad input (missing checkpoint, another
+hand's checkpoint, unknown category, a count that is not a number); 1 the results could not be
+written; 130 interrupted (the objects done so far are written).
+"""
+from __future__ import annotations
+
+import argparse
+
+from functional_grasp.report import Reporter
+
+EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT = 0, 1, 2
+
+
+def check_categories(names, rep: Reporter) -> list[str] | None:
+    """The category names if every one has a generator; None (after an error line) otherwise."""
+    from grasp_data.objects import categories
+
+    if not names:
+        rep.error(f"give --category NAME [NAME ...]; categories: {', '.join(categories())}")
+        return None
+    unknown = [n for n in names if n not in categories()]
+    if unknown:
+        rep.error(f"unknown categor{'y' if len(unknown) == 1 else 'ies'} {', '.join(unknown)}; "
+                  f"choose from {', '.join(categories())}")
+        return None
+    return list(dict.fromkeys(names))
+
+
+def cmd_network_eval(args: argparse.Namespace, rep: Reporter) -> int:
+    """Run the network mode of ``fgrasp eval``; the exit code."""
+    from functional_grasp.net_deploy import DeployConfig
+    from functional_grasp.net_eval import RESULTS_FILE, SUMMARY_HEADERS, run_network_eval, summary_rows
+    from grasp_planner.network.checkpoint import CheckpointMismatchError
+
+    if args.mesh:
+        rep.error("--mesh and --network are two modes of fgrasp eval: use one")
+        return EXIT_BAD_INPUT
+    categories = check_categories(args.category, rep)
+    if categories is None:
+        return EXIT_BAD_INPUT
+    raw = args.objects or ["10"]
+    if len(raw) != 1 or not raw[0].isdigit() or int(raw[0]) < 1:
+        rep.error(f"with --network, --objects is one number (held-out instances per category), got {' '.join(raw)}")
+        return EXIT_BAD_INPUT
+    objects = int(raw[0])
+    if not args.network.is_file():
+        rep.error(f"network checkpoint not found: {args.network} (train one with `fgrasp train --hand {args.hand} "
+                  "--data DIR --out DIR`; it writes DIR/last.safetensors)")
+        return EXIT_BAD_INPUT
+    import torch
+
+    torch.set_num_threads(args.threads)
+    config = DeployConfig(view=args.view, samples=args.samples, validate="top", collision=args.collision or "coacd",
+                          seed=args.seed)
+    rep.stage("eval", "started", f"network {args.network}, {args.hand} hand, {objects} held-out instance(s) of "
+              f"{', '.join(categories)}, {args.view} view, {args.samples} samples, seed {args.seed}")
+    try:
+        results = run_network_eval(args.network, args.hand, categories, objects, config, args.out,
+                                   progress=not args.no_progress)
+    except (FileNotFoundError, CheckpointMismatchError, ValueError) as exc:
+        rep.error(str(exc))
+        return EXIT_BAD_INPUT
+    except OSError as exc:
+        rep.error(f"could not write the results into {args.out}: {exc}")
+        return EXIT_FAILED
+    rep.line()
+    rep.table(summary_rows(results), headers=SUMMARY_HEADERS,
+              title=f"== fgrasp eval --network ({args.hand}, {args.view} view): {results['overall']['objects']} held-out "
+                    f"objects in {results['wall_time_s']:.0f} s; top-ranked grasp of {args.samples}, floating hand, "
+                    "0.5 x mass N x 6 directions, held if <= 2 cm; functional within 5 mm ==")
+    if results["bad_instances"]:
+        rep.line(f"not counted (the generator's draw failed): {', '.join(results['bad_instances'])}")
+    rep.line(f"wrote {args.out / RESULTS_FILE}")
+    return EXIT_OK
