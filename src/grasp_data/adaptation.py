@@ -23,12 +23,28 @@ Initialisation from the demonstration: the hand is put at a random closure betwe
 and closed synergy poses, its designated fingertip pads are aligned with the grasp's sampled
 targets (lifted ``init_standoff_m`` off the surface along their normals) by a weighted Kabsch
 fit, and the wrist pose gets Gaussian noise — so every grasp of the batch starts near a
-different plausible reading of the demonstration.
+different plausible reading of the demonstration. Each grasp draws ``init_hypotheses`` such
+starts and keeps the one of lowest energy (a start with the palm inside the object is dropped
+before any optimisation is spent on it).
+
+Two phases of Adam (the translation has its own step size, ``translation_learning_rate_m``:
+Adam moves every variable by about its step size each iteration, and a 4 mm wrist jitter
+would keep the fingers millimetres off the surface):
+
+1. ``iterations`` steps of the six-term energy above;
+2. the **closing phase** (``closing_iterations`` steps, step sizes × ``closing_learning_rate_fraction``
+   decaying linearly to zero): the stability term becomes the squared *surface* distance of
+   every finger's closest contact-link point (tangent plane of the nearest sample,
+   :meth:`_Energy.plane_distance`, which has no floor from the sample spacing) with weight
+   ``w_closing``, and the penetration margin becomes ``closing_margin_m`` — so the fingertips
+   end on the surface, not 2–5 mm above it, and the validator's closing ramp makes every finger
+   touch at about the same time instead of the first one pushing the free object away.
+   The reported energy and terms (initial and final) are those of this phase when it runs.
 """
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import torch
@@ -50,7 +66,7 @@ class AdaptationConfig:
     Attributes:
         batch_size: grasps optimised together.
         iterations: Adam steps.
-        learning_rate: Adam step size (parameters: metres, 6D rotation entries, radians).
+        learning_rate: Adam step size of the 6D rotation entries and the joints (radians).
         object_points: object surface samples the contact and penetration terms use.
         normal_alpha: α of the contact prior's normal term, cm².
         w_prior, w_stability, w_auxiliary, w_joint_limits, w_penetration, w_self_penetration:
@@ -60,12 +76,20 @@ class AdaptationConfig:
         init_standoff_m: fingertip targets of the initial Kabsch fit lie this far outside the surface.
         init_closure: range of the initial closure (0 open synergy pose … 1 closed).
         init_rotation_sigma_rad, init_translation_sigma_m: noise on the initial wrist pose.
+        init_hypotheses: initial starts drawn per grasp; the one of lowest energy is kept.
+        translation_learning_rate_m: Adam step size of the wrist translation, metres.
+        closing_iterations: steps of the closing phase (0: none; module docstring).
+        closing_learning_rate_fraction: the closing phase's step sizes, fraction of the main ones
+            (decaying linearly to zero over the phase).
+        w_closing: weight of the closing phase's surface-distance stability term.
+        closing_margin_m: the closing phase's penetration margin.
         seed: seed of the candidate draws, initial closures and noise.
     """
 
     batch_size: int = 32
     iterations: int = 200
     learning_rate: float = 4e-3
+    translation_learning_rate_m: float = 1e-3
     object_points: int = 2048
     normal_alpha: float = 0.5
     w_prior: float = 1.0
@@ -79,19 +103,30 @@ class AdaptationConfig:
     init_closure: tuple[float, float] = (0.2, 0.6)
     init_rotation_sigma_rad: float = 0.15
     init_translation_sigma_m: float = 0.01
+    init_hypotheses: int = 8
+    closing_iterations: int = 60
+    closing_learning_rate_fraction: float = 0.5
+    w_closing: float = 5.0
+    closing_margin_m: float = 0.0
     seed: int = 0
 
     def __post_init__(self) -> None:
+        if self.init_hypotheses < 1:
+            raise ValueError(f"init_hypotheses must be ≥ 1, got {self.init_hypotheses}")
+        if self.closing_iterations < 0 or not self.closing_learning_rate_fraction > 0:
+            raise ValueError(f"closing_iterations must be ≥ 0 (got {self.closing_iterations}) and "
+                             f"closing_learning_rate_fraction > 0 (got {self.closing_learning_rate_fraction})")
         if self.batch_size < 1 or self.iterations < 0 or self.object_points < 16:
             raise ValueError(f"batch_size must be ≥ 1 (got {self.batch_size}), iterations ≥ 0 "
                              f"(got {self.iterations}) and object_points ≥ 16 (got {self.object_points})")
-        if not self.learning_rate > 0:
-            raise ValueError(f"learning_rate must be > 0, got {self.learning_rate}")
+        if not (self.learning_rate > 0 and self.translation_learning_rate_m > 0):
+            raise ValueError(f"learning_rate ({self.learning_rate}) and translation_learning_rate_m "
+                             f"({self.translation_learning_rate_m}) must be > 0")
         lo, hi = self.init_closure
         if not 0.0 <= lo <= hi <= 1.0:
             raise ValueError(f"init_closure must be 0 ≤ low ≤ high ≤ 1, got {self.init_closure}")
         weights = ("w_prior", "w_stability", "w_auxiliary", "w_joint_limits", "w_penetration",
-                   "w_self_penetration", "normal_alpha")
+                   "w_self_penetration", "normal_alpha", "w_closing")
         bad = [w for w in weights if getattr(self, w) < 0]
         if bad:
             raise ValueError(f"weights must be ≥ 0: {', '.join(f'{w}={getattr(self, w)}' for w in bad)}")
@@ -267,6 +302,8 @@ class _Energy:
         self.obj = torch.as_tensor(samples.points, dtype=dt)
         self.obj_n = torch.as_tensor(samples.normals, dtype=dt)
         self.tree = cKDTree(samples.points)
+        #: Typical distance between neighbouring samples, metres.
+        self.spacing_m = float(np.median(self.tree.query(samples.points, k=2)[0][:, 1]))
         self.targets = {f: tuple(torch.as_tensor(a, dtype=dt) for a in v) for f, v in targets.items()}
         self.contact_idx = np.concatenate([model.finger_points[f] for f in model.kin.fingers])
         self.groups = [len(model.finger_points[f]) for f in model.kin.fingers]
@@ -284,7 +321,26 @@ class _Energy:
         d = (x - p).norm(dim=-1)
         return torch.where(((x - p) * n).sum(-1) < 0, -d, d)
 
-    def __call__(self, t: torch.Tensor, r6: torch.Tensor, q_act: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def plane_distance(self, x: torch.Tensor) -> torch.Tensor:
+        """(…) metres: signed distance to the tangent plane of the nearest object sample where ``x``
+        lies above that sample (lateral offset within the sample spacing), else
+        :meth:`signed_distance`. Near the surface the plane has no floor from the sample spacing,
+        which the distance to the sample itself has; away from it (beside an edge) the plane
+        would be wrong, sometimes even in sign, and the distance to the sample is used, negative
+        only when the point lies more behind the sample than beside it."""
+        p, n = self._nearest(x)
+        v = x - p
+        along = (v * n).sum(-1)
+        lateral = (v - along[..., None] * n).norm(dim=-1)
+        d = v.norm(dim=-1)
+        # away from the plane's sample: inside only if more behind it than beside it (a point
+        # level with a top face but beside its edge is outside, though just behind the plane)
+        return torch.where(lateral <= self.spacing_m, along, torch.where(along < -lateral, -d, d))
+
+    def __call__(self, t: torch.Tensor, r6: torch.Tensor, q_act: torch.Tensor,
+                 closing: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(energy (B,), terms (B, 6))``; ``closing`` switches to the closing phase's
+        stability term and penetration margin (module docstring)."""
         m, c = self.m, self.c
         B = t.shape[0]
         T = torch.zeros(B, 4, 4, dtype=t.dtype)
@@ -300,19 +356,27 @@ class _Energy:
             d2 = ((pts[:, idx] - o[:, None] * _CM) ** 2).sum(-1) + c.normal_alpha * (1.0 + (nrm[:, idx] * n[:, None]).sum(-1))
             prior = prior + w * d2.min(dim=1).values
         near = (pts - self._nearest(fk.points)[0] * _CM).norm(dim=-1)                 # (B, P) cm
-        finger_d = near[:, self.contact_idx].split(self.groups, dim=1)
-        stability = sum(d.min(dim=1).values ** 2 for d in finger_d)
+        if closing:
+            plane = self.plane_distance(fk.points[:, self.contact_idx]) * _CM              # (B, P_f) cm
+            stability = sum(d.min(dim=1).values ** 2 for d in plane.split(self.groups, dim=1))
+        else:
+            finger_d = near[:, self.contact_idx].split(self.groups, dim=1)
+            stability = sum(d.min(dim=1).values ** 2 for d in finger_d)
         aux_links = m.kin.point_link[m.aux_points]
         auxiliary = t.new_zeros(B)
         for link in np.unique(aux_links):
             auxiliary = auxiliary + near[:, m.aux_points[aux_links == link]].min(dim=1).values ** 2
         lim = m.limits.to(q.dtype)
         joint = (torch.relu(q - lim[:, 1]) ** 2 + torch.relu(lim[:, 0] - q) ** 2).sum(-1)
-        pen = m.kin.object_penetration(fk.sphere_centers, sdf=lambda x: self.signed_distance(x) - c.penetration_margin_m) * _CM
+        if closing:
+            sdf = lambda x: self.plane_distance(x) - c.closing_margin_m  # noqa: E731
+        else:
+            sdf = lambda x: self.signed_distance(x) - c.penetration_margin_m  # noqa: E731
+        pen = m.kin.object_penetration(fk.sphere_centers, sdf=sdf) * _CM
         self_pen = m.self_penetration(fk.sphere_centers) * _CM
         terms = torch.stack([prior, stability, auxiliary, joint, pen, self_pen], dim=1)
-        w = torch.tensor([c.w_prior, c.w_stability, c.w_auxiliary, c.w_joint_limits, c.w_penetration,
-                          c.w_self_penetration], dtype=t.dtype)
+        w = torch.tensor([c.w_prior, c.w_closing if closing else c.w_stability, c.w_auxiliary, c.w_joint_limits,
+                          c.w_penetration, c.w_self_penetration], dtype=t.dtype)
         return terms @ w, terms
 
 
@@ -340,6 +404,30 @@ def initial_grasps(model: HandModel, targets: dict, config: AdaptationConfig,
     return poses, q0
 
 
+def _parameters(poses: np.ndarray, q0: np.ndarray) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Optimisation variables ``(translation (B, 3), 6D rotation (B, 6), q (B, n_act))`` of
+    root poses (B, 4, 4) and actuated joints (B, n_act)."""
+    return (torch.tensor(poses[:, :3, 3]), torch.tensor(np.concatenate([poses[:, :3, 0], poses[:, :3, 1]], axis=1)),
+            torch.tensor(q0))
+
+
+def _best_initial_grasps(model: HandModel, samples: ObjectSamples, targets: dict, config: AdaptationConfig,
+                         rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`initial_grasps` with ``config.init_hypotheses`` hypotheses per grasp (closure,
+    wrist noise), keeping each grasp's hypothesis of lowest initial energy: a start with the
+    palm inside the object or the fingertips far from their targets is replaced before any
+    optimisation is spent on it."""
+    H, B = config.init_hypotheses, config.batch_size
+    if H == 1:
+        return initial_grasps(model, targets, config, rng)
+    many = {f: tuple(np.repeat(a, H, axis=0) for a in v) for f, v in targets.items()}
+    poses, q0 = initial_grasps(model, many, replace(config, batch_size=B * H), rng)
+    with torch.no_grad():
+        energy, _ = _Energy(model, samples, many, config)(*_parameters(poses, q0))
+    best = np.arange(B) * H + energy.numpy().reshape(B, H).argmin(axis=1)
+    return poses[best], q0[best]
+
+
 def _rotvec_matrix(v: np.ndarray) -> np.ndarray:
     from scipy.spatial.transform import Rotation
 
@@ -347,7 +435,8 @@ def _rotvec_matrix(v: np.ndarray) -> np.ndarray:
 
 
 def adapt_grasps(model: HandModel, instance: LabelledMesh | ObjectSamples, transfer: TransferResult,
-                 config: AdaptationConfig = AdaptationConfig()) -> AdaptationResult:
+                 config: AdaptationConfig = AdaptationConfig(),
+                 init: tuple[np.ndarray, np.ndarray] | None = None) -> AdaptationResult:
     """Optimise ``config.batch_size`` grasps of ``model.hand`` on one object (module docstring).
 
     Args:
@@ -355,6 +444,9 @@ def adapt_grasps(model: HandModel, instance: LabelledMesh | ObjectSamples, trans
         instance: the object (its surface is sampled) or ready surface samples, object frame.
         transfer: the demonstration's transferred contacts on this object.
         config: weights, iterations, initialisation.
+        init: start grasps instead of :func:`initial_grasps`: root poses (B, 4, 4) in the object
+            frame and actuated joints (B, n_act), B = ``config.batch_size`` (e.g. retargeted
+            human grasps, :mod:`grasp_data.human_import`).
 
     Returns:
         The adapted batch (deterministic for a seed).
@@ -369,24 +461,37 @@ def adapt_grasps(model: HandModel, instance: LabelledMesh | ObjectSamples, trans
     if len(targets) < 2:
         raise ValueError(f"hand '{model.hand.name}': the transferred contacts cover {sorted(targets)}; "
                          "at least two of the hand's fingers need a candidate to place the wrist")
-    poses, q0 = initial_grasps(model, targets, config, rng)
+    if init is None:
+        poses, q0 = _best_initial_grasps(model, samples, targets, config, rng)
+    else:
+        poses, q0 = (np.asarray(a, np.float64) for a in init)
+        n_act = len(model.hand.actuated_joints)
+        if poses.shape != (config.batch_size, 4, 4) or q0.shape != (config.batch_size, n_act):
+            raise ValueError(f"init must be root poses ({config.batch_size}, 4, 4) and actuated joints "
+                             f"({config.batch_size}, {n_act}), got {poses.shape} and {q0.shape}")
     energy_fn = _Energy(model, samples, targets, config)
-    t = torch.tensor(poses[:, :3, 3], requires_grad=True)
-    r6 = torch.tensor(np.concatenate([poses[:, :3, 0], poses[:, :3, 1]], axis=1), requires_grad=True)
-    q = torch.tensor(q0, requires_grad=True)
+    t, r6, q = (a.requires_grad_() for a in _parameters(poses, q0))
     lo, hi = model.act_limits[:, 0], model.act_limits[:, 1]
-    opt = torch.optim.Adam([t, r6, q], lr=config.learning_rate)
     with torch.no_grad():
-        e0, terms0 = energy_fn(t, r6, q)
-    for _ in range(config.iterations):
-        opt.zero_grad()
-        energy, _ = energy_fn(t, r6, q)
-        energy.sum().backward()
-        opt.step()
-        with torch.no_grad():
-            q.copy_(torch.maximum(torch.minimum(q, hi), lo))
+        e0, terms0 = energy_fn(t, r6, q, config.closing_iterations > 0)   # the energy reported at the end
+    phases = [(config.iterations, 1.0, False), (config.closing_iterations, config.closing_learning_rate_fraction, True)]
+    for steps, scale, closing in phases:
+        if steps == 0:
+            continue
+        rates = (scale * config.translation_learning_rate_m, scale * config.learning_rate)
+        opt = torch.optim.Adam([{"params": [t], "lr": rates[0]}, {"params": [r6, q], "lr": rates[1]}])
+        for step in range(steps):
+            if closing:  # linear decay to zero: Adam moves every variable by ~lr a step
+                for group, lr in zip(opt.param_groups, rates):
+                    group["lr"] = lr * (1.0 - step / steps)
+            opt.zero_grad()
+            energy, _ = energy_fn(t, r6, q, closing)
+            energy.sum().backward()
+            opt.step()
+            with torch.no_grad():
+                q.copy_(torch.maximum(torch.minimum(q, hi), lo))
     with torch.no_grad():
-        energy, terms = energy_fn(t, r6, q)
+        energy, terms = energy_fn(t, r6, q, config.closing_iterations > 0)
         R = rotation_from_6d(r6)
         T = np.tile(np.eye(4), (config.batch_size, 1, 1))
         T[:, :3, :3], T[:, :3, 3] = R.numpy(), t.numpy()
