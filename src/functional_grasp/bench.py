@@ -11,8 +11,9 @@ Sections (each a function returning a flat dict of numbers whose key ends with i
   (median, p95), grasps per second.
 - ``eval`` — :mod:`functional_grasp.eval_bench`: full-pipeline trials per second with 1 and 2
   worker processes, their ratio, per-stage latency over random poses.
-- ``data`` — :mod:`grasp_data.bench_data`: disturbance trials per second (batched
-  ``mujoco.rollout`` vs a naive ``mj_step`` loop, same run), adaptation time per batch, kept
+- ``data`` — :mod:`grasp_data.bench_data`: disturbance trials per second per hand (Shadow,
+  OYMotion, Inspire; batched ``mujoco.rollout`` vs a naive ``mj_step`` loop, same run), grasps
+  validated per second with early stop of decided trials, adaptation time per batch, kept
   fraction per category.
 - ``install`` — size of the venv and of the repository checkout, and the peak memory of a bare
   Python process of this project (the floor under every section's peak).
@@ -348,11 +349,14 @@ def bench_eval(config: BenchConfig, scene: _Scene) -> dict[str, float]:
 
 
 def bench_data(config: BenchConfig, scene: _Scene) -> dict[str, float]:
-    """Data engine (:func:`grasp_data.bench_data.bench_data`): disturbance trials/s batched vs naive,
-    adaptation time per batch, kept fraction per category (OYMotion hand: the engine's default)."""
+    """Data engine (:func:`grasp_data.bench_data.bench_data`): disturbance trials/s batched vs naive
+    and grasps/s with early stop for every hand, adaptation time per batch, kept fraction per
+    category (OYMotion hand: the engine's default); human-grasp retargeting time per grasp and
+    fingertip error per hand (:func:`grasp_data.bench_retarget.bench_retarget`)."""
     from grasp_data.bench_data import bench_data as run
+    from grasp_data.bench_retarget import bench_retarget
 
-    return run("oymotion", quick=config.quick)
+    return {**run("oymotion", quick=config.quick), **bench_retarget(config.quick)}
 
 
 #: Section name -> function(config, scene) -> metrics.
