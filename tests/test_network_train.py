@@ -125,10 +125,10 @@ def test_ddp_with_two_gloo_processes_trains_through_the_cli(data_dir, tmp_path):
     load_checkpoint(tmp_path / "ddp" / "last.safetensors", hand=HAND, expected_config=TINY)
 
 
-def test_data_engine_shards_become_examples_with_view_image_and_kept_grasps_only(tmp_path):
+def _write_box_shard(root):
+    """One data-engine shard under ``root``: a box seen in one view, one kept and one dropped grasp."""
     import trimesh
 
-    from functional_grasp.train_data import convert_engine_dataset, is_engine_dataset
     from grasp_data.dataset import DatasetWriter
 
     hand = load_hand(HAND)
@@ -153,7 +153,14 @@ def test_data_engine_shards_become_examples_with_view_image_and_kept_grasps_only
               "grasp_displacement_m": np.zeros((2, 6)), "grasp_initial_penetration_m": np.zeros(2),
               "render_rgb": rgb, "render_depth": depth[None], "render_mask": mask[None], "render_K": K[None],
               "render_T_world_camera": np.eye(4)[None], "render_T_world_object": np.eye(4)[None]}
-    DatasetWriter(tmp_path / "engine", {"hand": HAND}).write("box_00000", arrays)
+    DatasetWriter(root, {"hand": HAND}).write("box_00000", arrays)
+
+
+def test_data_engine_shards_become_examples_with_view_image_and_kept_grasps_only(tmp_path):
+    from functional_grasp.train_data import convert_engine_dataset, is_engine_dataset
+
+    hand = load_hand(HAND)
+    _write_box_shard(tmp_path / "engine")
     assert is_engine_dataset(tmp_path / "engine") and not is_engine_dataset(tmp_path)
 
     files = convert_engine_dataset(tmp_path / "engine", hand, tmp_path / "examples", image_size=(24, 32))
@@ -165,3 +172,22 @@ def test_data_engine_shards_become_examples_with_view_image_and_kept_grasps_only
     assert torch.allclose(item["object_points"][:, 2], torch.tensor(0.5), atol=1e-5)  # back-projected depth
     assert bool((item["pixel_uv"][:, 0] < 32).all() and (item["pixel_uv"][:, 1] < 24).all())  # scaled pixels
     assert torch.allclose(item["object_normals"], torch.tensor([0.0, 0.0, -1.0]), atol=1e-5)  # front face
+
+
+def test_train_cli_takes_several_engine_datasets_and_refuses_a_mix(data_dir, tmp_path):
+    from functional_grasp.cli import main
+
+    for name in ("run_a", "run_b"):
+        _write_box_shard(tmp_path / name)
+    cfg = tmp_path / "tiny.yaml"
+    cfg.write_text(yaml.safe_dump({"network": {k: v for k, v in TINY.to_dict().items() if k != "hand"},
+                                   "training": {**TRAIN.__dict__, "epochs": 1, "batch_size": 1,
+                                                "validation_fraction": 0.0}}))
+    common = ["train", "--hand", HAND, "--config", str(cfg), "--no-progress"]
+    assert main([*common, "--data", str(tmp_path / "run_a"), str(data_dir), "--out", str(tmp_path / "mix")]) == 2
+    assert not (tmp_path / "mix" / "last.safetensors").exists()
+    assert main([*common, "--data", str(tmp_path / "run_a"), str(tmp_path / "run_b"),
+                 "--out", str(tmp_path / "both")]) == 0
+    examples = tmp_path / "both" / "examples"
+    assert len(list((examples / "run_a").glob("*.npz"))) == 1 and len(list((examples / "run_b").glob("*.npz"))) == 1
+    load_checkpoint(tmp_path / "both" / "last.safetensors", hand=HAND, expected_config=TINY)

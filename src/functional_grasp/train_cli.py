@@ -37,8 +37,9 @@ def add_train_parser(sub: Any) -> None:
                     "trainer_state.safetensors, loss.png and history.json into --out. Single CPU process by "
                     "default; data-parallel when started by torchrun (WORLD_SIZE set). Exit code: 0 trained; "
                     "1 training failed; 2 bad input.")
-    p.add_argument("--data", type=Path, required=True, metavar="DIR",
-                   help="folder of training example files, or a data-engine dataset (fgrasp data generate)")
+    p.add_argument("--data", type=Path, required=True, nargs="+", metavar="DIR",
+                   help="folder of training example files, or one or more data-engine datasets "
+                        "(fgrasp data generate)")
     p.add_argument("--hand", default="shadow", metavar="NAME", help="hand to train for (default: shadow)")
     p.add_argument("--config", type=Path, default=None, metavar="YAML",
                    help="training config with 'network:' and 'training:' sections (default: network defaults)")
@@ -68,6 +69,8 @@ def cmd_train(args: argparse.Namespace, rep: Any) -> int:
     from grasp_planner.network.data import ExampleFormatError, bootstrap_examples
     from grasp_planner.network.train import TrainConfig, load_train_yaml, train
 
+    from functional_grasp.train_data import convert_engine_dataset, is_engine_dataset
+
     rank = int(os.environ.get("RANK", "0"))
     say = rep.line if rank == 0 else (lambda text: None)
     try:
@@ -82,25 +85,30 @@ def cmd_train(args: argparse.Namespace, rep: Any) -> int:
     except (OSError, ValueError) as exc:
         rep.error(str(exc))
         return 2
+    if len(args.data) > 1 and not all(is_engine_dataset(d) for d in args.data):
+        rep.error("several --data folders must all be data-engine datasets (index.json); not: "
+                  + ", ".join(str(d) for d in args.data if not is_engine_dataset(d)))
+        return 2
+    if args.bootstrap and len(args.data) > 1:
+        rep.error("--bootstrap writes into one example folder: give a single --data")
+        return 2
     if args.bootstrap:
         if rank != 0:
             rep.error("--bootstrap runs in one process: generate the data first, then start torchrun")
             return 2
         t0 = time.perf_counter()
-        files = bootstrap_examples(args.data, hand, args.bootstrap, seed=config.seed, progress=not args.no_progress)
+        files = bootstrap_examples(args.data[0], hand, args.bootstrap, seed=config.seed, progress=not args.no_progress)
         rep.stage("bootstrap", "done", f"{len(files)} object files in {args.data} "
                   f"({time.perf_counter() - t0:.0f} s; optimiser grasps: stable, not functional)")
-    data_dir = args.data
-    from functional_grasp.train_data import convert_engine_dataset, is_engine_dataset
-
-    if is_engine_dataset(args.data):
+    data_dir = args.data[0]
+    if is_engine_dataset(args.data[0]):
+        data_dir = args.out / "examples"                  # rank 0 converts; start torchrun after one conversion
         if rank == 0:
-            data_dir = args.out / "examples"
-            files = convert_engine_dataset(args.data, hand, data_dir,
-                                           tuple(network.image_size) if network.use_image else None, config.seed)
-            rep.stage("data", "done", f"{len(files)} example files from the data engine's kept grasps in {data_dir}")
-        else:
-            data_dir = args.out / "examples"              # rank 0 converts; start torchrun after one conversion
+            for dataset in args.data:                     # one sub-folder per dataset when there are several
+                target = data_dir if len(args.data) == 1 else data_dir / dataset.resolve().name
+                files = convert_engine_dataset(dataset, hand, target,
+                                               tuple(network.image_size) if network.use_image else None, config.seed)
+                rep.stage("data", "done", f"{len(files)} example files from the kept grasps of {dataset} in {target}")
     try:
         result = train(data_dir, network, config, args.out, resume=args.resume,
                        progress=not args.no_progress, log=say)
