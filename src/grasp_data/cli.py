@@ -192,8 +192,9 @@ def _cmd_import_human(args: argparse.Namespace, rep: Any) -> int:
         rep.stage(name, "skipped", why)
     if s.retargeted:
         rep.line(f"retargeted {s.retargeted} record(s) in {s.retarget_time_s:.2f} s "
-                 f"({1e3 * s.retarget_time_s / s.retargeted:.0f} ms per grasp, batched); mean fingertip error "
-                 f"{1e3 * float(np.mean(s.tip_error_m)):.1f} mm")
+                 f"({1e3 * s.retarget_time_s / s.retargeted:.0f} ms per grasp, batched); touching fingertips "
+                 f"{1e3 * float(np.mean(s.contact_gap_m)):.1f} mm from the surface, fingertips "
+                 f"{1e3 * float(np.mean(s.tip_error_m)):.1f} mm from the scaled human hand")
     if s.shards.reasons:
         rep.line("outcomes this run: " + ", ".join(f"{k} {v}" for k, v in sorted(s.shards.reasons.items())))
     rep.stage("human", "done", f"records {s.records} ({s.already_done} already done, {len(s.unusable)} unusable), "

@@ -7,11 +7,11 @@ For every record (:mod:`grasp_data.human_records`):
    *avoid* regions are dropped. Fewer than two touching fingers: the record is unusable (no wrist
    pose can be pulled onto the object) and reported, nothing is written for it;
 2. **retargeting** — all records of the run at once (:class:`grasp_data.retarget.Retargeter`,
-   batched): wrist pose in the object frame + actuated joints;
+   batched): wrist pose in the object frame + actuated joints, fitted to the human keypoints with
+   the object in the cost (the hand kept out of it, the touching fingertips on its surface);
 3. **adaptation** — a batch of ``grasps_per_object`` grasps starts at the retargeted one with
-   the fingers opened by ``open_fraction``, moved back along the palm normal until the hand
-   clears the object (:func:`back_off`; grasp 0 exactly there, the others with small noise on
-   wrist and joints) and is optimised with CorDex's six
+   the fingers opened by ``open_fraction`` (grasp 0 exactly there, the others with small noise
+   on wrist and joints) and is optimised with CorDex's six
    terms (:func:`grasp_data.adaptation.adapt_grasps`); the human contacts are the contact-prior
    targets (one candidate per finger, confidence 1) instead of a transferred demonstration;
 4. **validation and shard** — :func:`grasp_data.engine.validated_shard`: the disturbance protocol
@@ -34,6 +34,7 @@ from typing import Any
 import numpy as np
 from scipy.spatial import cKDTree
 
+from grasp_data.adaptation import ObjectSamples
 from grasp_data.demonstrations import Demonstration, FingerContact
 from grasp_data.engine import GenerateSettings, Summary, _hand_model, validated_shard
 from grasp_data.human_records import TIP_INDEX, HumanGrasp
@@ -53,9 +54,7 @@ class HumanImportConfig:
             adaptation batch around the retargeted grasp (grasp 0 has none).
         open_fraction: the seeds' fingers start this fraction of the way from the retargeted
             joints towards the hand's open pose (adaptation closes them onto the contacts).
-        back_off_m: longest move of the retargeted hand against its palm normal to clear the
-            object (:func:`back_off`, 5 mm steps).
-        clear_penetration_m: summed sphere penetration that counts as clear, metres.
+        object_points: object surface samples of the retargeting's penetration and contact terms.
         retarget: retargeting weights and optimiser settings.
     """
 
@@ -64,9 +63,8 @@ class HumanImportConfig:
     init_rotation_sigma_rad: float = 0.05
     init_translation_sigma_m: float = 0.005
     init_joint_sigma_rad: float = 0.05
-    open_fraction: float = 0.3
-    back_off_m: float = 0.06
-    clear_penetration_m: float = 0.002
+    open_fraction: float = 0.0
+    object_points: int = 4096
     retarget: RetargetConfig = field(default_factory=RetargetConfig)
 
     def __post_init__(self) -> None:
@@ -75,6 +73,9 @@ class HumanImportConfig:
                              f"surface_samples ≥ 100 (got {self.surface_samples})")
         if min(self.init_rotation_sigma_rad, self.init_translation_sigma_m, self.init_joint_sigma_rad) < 0:
             raise ValueError("init sigmas must be ≥ 0")
+        if not 0.0 <= self.open_fraction <= 1.0 or self.object_points < 16:
+            raise ValueError(f"open_fraction must be in [0, 1] (got {self.open_fraction}) and object_points ≥ 16 "
+                             f"(got {self.object_points})")
 
 
 def shard_name_of(grasp: HumanGrasp) -> str:
@@ -114,28 +115,6 @@ def as_transfer(contacts: list[FingerContact]) -> TransferResult:
                            for c in contacts})
 
 
-def back_off(model, instance, root_pose: np.ndarray, q_act: np.ndarray, config: "HumanImportConfig") -> np.ndarray:
-    """``root_pose`` moved against the palm normal by the smallest step of ``config.back_off_m``
-    that clears the hand's collision spheres from the object (the robot's palm and fingers are
-    thicker and proportioned differently from the human's, so the retargeted hand often sits
-    inside the object; adaptation then closes it onto the contacts from outside)."""
-    import torch
-
-    kin = model.kin
-    pts, normals, _ = instance.sample_surface(2048, seed=0)
-    steps = np.arange(0.0, config.back_off_m + 1e-9, 0.005)
-    with torch.no_grad():
-        q = model.full(torch.as_tensor(q_act[None]))
-        palm = kin.link_poses(q)[0, kin.link_names.index(model.hand.palm_body)].numpy()
-        n = root_pose[:3, :3] @ palm[:3, :3] @ np.asarray(model.hand.palm_normal)
-        poses = np.repeat(root_pose[None], len(steps), axis=0)
-        poses[:, :3, 3] -= steps[:, None] * n
-        fk = kin.forward(q.expand(len(steps), -1), torch.as_tensor(poses))
-        pen = kin.object_penetration(fk.sphere_centers, torch.as_tensor(pts), torch.as_tensor(normals)).numpy()
-    clear = np.flatnonzero(pen <= config.clear_penetration_m)
-    return poses[clear[0] if len(clear) else int(np.argmin(pen))]
-
-
 def seed_batch(root_pose: np.ndarray, q_act: np.ndarray, batch: int, limits: np.ndarray,
                config: HumanImportConfig, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
     """``batch`` start grasps around one retargeted grasp: (batch, 4, 4) poses, (batch, n_act)
@@ -165,6 +144,8 @@ class ImportSummary:
         retarget_time_s: wall time of the batched retargeting.
         tip_error_m: per retargeted record, mean robot fingertip distance from its scaled human
             target after retargeting, metres.
+        contact_gap_m: per retargeted record, mean |distance| from the object surface of the
+            robot fingertips whose human finger touches it, metres.
         shards: the engine's counters (grasps tried / kept per category over the records' shards,
             outcome reasons, timings).
     """
@@ -175,6 +156,7 @@ class ImportSummary:
     unusable: dict[str, str] = field(default_factory=dict)
     retarget_time_s: float = 0.0
     tip_error_m: list[float] = field(default_factory=list)
+    contact_gap_m: list[float] = field(default_factory=list)
     shards: Summary = field(default_factory=Summary)
 
     @property
@@ -234,23 +216,26 @@ def import_human(grasps: list[HumanGrasp], settings: GenerateSettings, out: str 
     if todo:
         retargeter = Retargeter(hand, config=config.retarget)
         contact_mask = np.array([[f in {c.finger for c in cs} for f in retargeter.fingers] for _, _, cs in todo])
-        result = retargeter.retarget(np.array([g.keypoints_m for g, _, _ in todo]), contact_mask)
+        objects = [ObjectSamples.of(g.instance, config.object_points) for g, _, _ in todo]
+        result = retargeter.retarget(np.array([g.keypoints_m for g, _, _ in todo]), contact_mask, objects)
         summary.retargeted = len(todo)
         summary.retarget_time_s = result.wall_time_s
         summary.tip_error_m = result.tip_error_m.mean(axis=1).tolist()
+        summary.contact_gap_m = [float(np.abs(d[m]).mean()) for d, m in zip(result.surface_distance_m, contact_mask)]
     with tqdm(total=len(todo), unit="record", desc=f"human {settings.hand}", disable=not progress) as bar:
         for i, (g, name, contacts) in enumerate(todo):
             seed = int(g.digest[:8], 16)
             rng = np.random.default_rng([settings.seed, seed])
             q_seed = result.q_act[i] + config.open_fraction * (hand.q_open - result.q_act[i])
-            start = back_off(hand, g.instance, result.root_pose[i], q_seed, config)
-            init = seed_batch(start, q_seed, settings.grasps_per_object,
+            init = seed_batch(result.root_pose[i], q_seed, settings.grasps_per_object,
                               hand.act_limits.numpy(), config, rng)
             grasps_i = adapt_grasps(hand, g.instance, as_transfer(contacts), AdaptationConfig(
                 batch_size=settings.grasps_per_object, iterations=settings.iterations, seed=seed % 2**31), init=init)
             meta = {"source": "human", "record": str(g.path), "record_entry": g.entry, "record_source": g.source,
                     "handedness": g.handedness, "human_contacts": {c.finger: c.region for c in contacts},
                     "retarget": {"scale": float(result.scale[i]), "tip_error_m": result.tip_error_m[i].tolist(),
+                                 "penetration_m": float(result.penetration_m[i]),
+                                 "surface_distance_m": result.surface_distance_m[i].tolist(),
                                  "root_pose": result.root_pose[i].tolist(), "q": result.q[i].tolist(),
                                  "time_s": result.wall_time_s / len(todo)}}
             arrays = validated_shard(settings, g.instance, as_demonstration(g, contacts), grasps_i, index=g.entry,

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import argparse
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -64,12 +64,12 @@ POWER = Posture(flex={"thumb": (0.3, 0.6, 0.8), "index": (1.5, 1.8, 1.1), "middl
                 spread={"index": -0.08, "middle": 0.0, "ring": 0.08, "little": 0.16},
                 thumb_across=0.7, thumb_lift=0.6,
                 max_closure={"thumb": 1.0, "index": 1.0, "middle": 1.0, "ring": 1.0, "little": 1.0})
-#: Precision pinch: thumb and index tips meet; the other fingers curl half-way out of the way.
-PINCH = Posture(flex={"thumb": (0.3, 0.4, 0.5), "index": (0.9, 0.9, 0.5), "middle": (1.5, 1.8, 1.1),
-                      "ring": (1.5, 1.8, 1.1), "little": (1.5, 1.8, 1.1)},
-                spread={"index": -0.05, "middle": 0.05, "ring": 0.12, "little": 0.2},
-                thumb_across=0.9, thumb_lift=1.0,
-                max_closure={"thumb": 1.4, "index": 1.5, "middle": 0.5, "ring": 0.5, "little": 0.5})
+#: The thumb angles of :data:`POWER` for each sample grasp (radians; found with the hand poses
+#: below, see :data:`PLACEMENTS`): a body wrap with the thumb around the far side, a hook of the
+#: handle with the thumb on the body, a pistol grip with the thumb across the back of the tool.
+WRAP = replace(POWER, thumb_across=1.569, thumb_lift=0.521)
+HOOK = replace(POWER, thumb_across=1.974, thumb_lift=1.374)
+PISTOL = replace(POWER, thumb_across=2.039, thumb_lift=1.127)
 
 
 def finger_points(finger: str, posture: Posture, closure: float) -> np.ndarray:
@@ -155,46 +155,66 @@ def _region_centre(instance: LabelledMesh, region: str) -> np.ndarray:
     return pts[labels == instance.label(region)].mean(axis=0)
 
 
-def fit_hand(instance: LabelledMesh, posture: Posture, closure: float, tips: dict[str, np.ndarray],
-             wrist: np.ndarray) -> np.ndarray:
-    """(4, 4) hand pose that puts the posture's fingertips (at ``closure``) one finger radius off
-    the surface at the surface points nearest to ``tips`` (finger → (3,) object frame) and its
-    wrist at ``wrist``: a Kabsch fit."""
-    from grasp_data.adaptation import kabsch
-
-    surface = _Surface(instance)
-    _, i = surface.tree.query(np.array(list(tips.values())))
-    dst = surface.points[i] + FINGER_RADIUS_M * surface.normals[i]
-    kp = hand_keypoints(posture, dict.fromkeys(FINGER_KEYPOINTS, closure))
-    src = np.vstack([kp[[FINGER_KEYPOINTS[f][-1] for f in tips]], kp[:1]])
-    return kabsch(src, np.vstack([dst, wrist]), np.r_[np.ones(len(tips)), 0.5])
+#: Hand frame → palm centre, metres (between the wrist and the knuckles).
+PALM_CENTRE_M = (0.05, 0.0, 0.0)
+#: Sample grasp → (rotation vector (rad) about the palm centre, shift of the palm centre (m)),
+#: both in the object frame, applied to the grasp's designed pose. Found offline by a seeded
+#: random search (coarse, then fine) over these and the thumb angles on two generated instances
+#: each, scoring fingertips on the intended regions, the thumb opposing the index and middle
+#: fingers (surface normals at the contacts) and no skeleton point inside the object.
+PLACEMENTS = {"mug_wrap": ((-0.4141, 0.1668, 0.0896), (-0.0339, 0.0084, -0.0183)),
+              "mug_handle": ((0.0796, 0.3079, 0.1223), (0.0075, -0.0461, -0.0153)),
+              "drill_pistol": ((0.097, 0.267, 0.074), (0.0157, -0.0269, -0.0086))}
 
 
-def _ring(instance: LabelledMesh, angle_deg: float, height: float) -> np.ndarray:
-    """Point on a mug's outer wall at ``angle_deg`` around +z (0 = +x, the handle) and ``height`` × its height."""
-    r, h = float(instance.params["radius_m"]), float(instance.params["height_m"])
-    a = np.radians(angle_deg)
-    return np.array([r * np.cos(a), r * np.sin(a), height * h])
+def placed(T_designed: np.ndarray, grasp: str) -> np.ndarray:
+    """(4, 4) ``T_designed`` turned about its palm centre and shifted by ``PLACEMENTS[grasp]``."""
+    from scipy.spatial.transform import Rotation
+
+    rotvec, shift = PLACEMENTS[grasp]
+    R = Rotation.from_rotvec(rotvec).as_matrix()
+    centre = T_designed[:3, 3] + T_designed[:3, :3] @ np.asarray(PALM_CENTRE_M)
+    T = T_designed.copy()
+    T[:3, :3] = R @ T_designed[:3, :3]
+    T[:3, 3] = R @ (T_designed[:3, 3] - centre) + centre + np.asarray(shift)
+    return T
+
+
+def _palm_at(palm_normal: np.ndarray, finger_dir: np.ndarray, centre: np.ndarray) -> np.ndarray:
+    """:func:`hand_pose` with the palm centre (not the wrist) at ``centre``."""
+    T = hand_pose(palm_normal, finger_dir, np.zeros(3))
+    T[:3, 3] = np.asarray(centre, float) - T[:3, :3] @ np.asarray(PALM_CENTRE_M)
+    return T
 
 
 def mug_wrap(instance: LabelledMesh) -> np.ndarray:
-    """Power grasp around a mug's body, palm on the side opposite the handle (object frame keypoints)."""
+    """Power wrap of a mug's body from the side away from the handle: the fingers round one side,
+    the thumb round the other, opposing them (object frame keypoints, (21, 3))."""
     r, h = float(instance.params["radius_m"]), float(instance.params["height_m"])
-    T = fit_hand(instance, POWER, 0.7, {"index": _ring(instance, 285, 0.55), "little": _ring(instance, 280, 0.15),
-                                        "thumb": _ring(instance, 150, 0.8)},
-                 wrist=np.array([-(r + 0.05), 0.06, 0.2 * h]))
-    return close_hand(instance, T, POWER)[0]
+    T = _palm_at([1.0, 0.0, 0.0], [0.0, -1.0, 0.0], [-(r + 0.022), 0.0, 0.5 * h])
+    return close_hand(instance, placed(T, "mug_wrap"), WRAP)[0]
 
 
-def mug_handle_pinch(instance: LabelledMesh) -> np.ndarray:
-    """Pinch of a mug's handle: thumb on top of it, index finger on its outer side."""
+def mug_handle(instance: LabelledMesh) -> np.ndarray:
+    """Hook grip of a mug's handle from the side: the fingers curl round the handle's outer bar,
+    the thumb rests on the body (object frame keypoints, (21, 3))."""
     pts, _, labels = instance.sample_surface(20000, seed=0)
-    handle = pts[labels == instance.label("handle")]
-    top = handle[np.argmax(handle[:, 2])]
-    outer = handle[np.argmax(handle[:, 0] - 2.0 * np.abs(handle[:, 2] - (top[2] - 0.02)))]
-    T = fit_hand(instance, PINCH, 0.8, {"thumb": top, "index": outer},
-                 wrist=top + np.array([0.07, 0.06, 0.09]))
-    return close_hand(instance, T, PINCH)[0]
+    bar_x = pts[labels == instance.label("handle"), 0].max()
+    z = float(instance.params["handle_height"]) * float(instance.params["height_m"])
+    T = _palm_at([0.0, 1.0, 0.0], [1.0, 0.0, 0.0],
+                 [bar_x - 0.045, -(float(instance.params["handle_tube_m"]) + 0.022), z + 0.012])
+    return close_hand(instance, placed(T, "mug_handle"), HOOK)[0]
+
+
+def drill_pistol(instance: LabelledMesh) -> np.ndarray:
+    """Pistol grip of a drill: palm on the grip's right side, index finger on the trigger, the
+    other fingers round the grip, the thumb across its back (object frame keypoints, (21, 3))."""
+    lean = float(instance.params["grip_lean_rad"])
+    forward = np.array([np.cos(lean), 0.0, np.sin(lean)])          # across the grip, towards the trigger
+    up = np.array([-np.sin(lean), 0.0, np.cos(lean)])              # along the grip
+    centre = (_region_centre(instance, "trigger") - 0.05 * forward - 0.012 * up
+              - (float(instance.params["grip_width_m"]) / 2 + 0.022) * np.array([0.0, 1.0, 0.0]))
+    return close_hand(instance, placed(_palm_at([0.0, 1.0, 0.0], forward, centre), "drill_pistol"), PISTOL)[0]
 
 
 def record(keypoints: np.ndarray, obj: dict, source: str) -> dict:
@@ -215,14 +235,13 @@ def write_samples(out: Path) -> list[Path]:
     mirrored = record(mirror_y(mug_wrap(mug4)), {"generated": {"category": "mug", "seed": 4}},
                       "synthetic power grasp of a left hand (mirrored grasp_data.human_synthetic.mug_wrap)")
     mirrored["handedness"] = "left"           # the mug is symmetric about y = 0: its mirror is itself
+    mesh = {"mesh": "mug.ply", "scale": 1.0, "category": "mug", "labels": "mug.labels.json"}
     samples = {
-        "mug_wrap.json": record(mug_wrap(mug), {"mesh": "mug.ply", "scale": 1.0, "category": "mug",
-                                                "labels": "mug.labels.json"},
-                                "synthetic power grasp (grasp_data.human_synthetic.mug_wrap)"),
-        "mug_handle_pinch.json": record(mug_handle_pinch(mug), {"mesh": "mug.ply", "scale": 1.0, "category": "mug",
-                                                                "labels": "mug.labels.json"},
-                                        "synthetic pinch (grasp_data.human_synthetic.mug_handle_pinch)"),
+        "mug_wrap.json": record(mug_wrap(mug), mesh, "synthetic power grasp (grasp_data.human_synthetic.mug_wrap)"),
+        "mug_handle.json": record(mug_handle(mug), mesh, "synthetic hook grip (grasp_data.human_synthetic.mug_handle)"),
         "mug_wrap_left.json": mirrored,
+        "drill_pistol.json": record(drill_pistol(generate("drill", 2)), {"generated": {"category": "drill", "seed": 2}},
+                                    "synthetic pistol grip (grasp_data.human_synthetic.drill_pistol)"),
     }
     paths = []
     for name, rec in samples.items():
