@@ -147,7 +147,7 @@ def test_a_short_training_run_lowers_the_loss():
         opt.step()
         assert set(loss.terms) == {"l1_m", "kl", "importance_kl", "pose", "total"}
     after = _eval_l1(model, data)
-    assert after < 0.5 * before, (before, after)
+    assert after < 0.9 * before, (before, after)       # from INITIAL_DISTANCE_M everywhere, not from 0.69 m
 
 
 def test_checkpoint_round_trips_and_refuses_other_hands_and_configs(tmp_path):

@@ -6,9 +6,10 @@ import math
 import pytest
 import torch
 
-from grasp_planner.network.recovery import (HandChain, RecoveryConfig, apply_link_transforms, axis_angle_to_matrix,
-                                            kabsch, link_kabsch, multilaterate, rank_candidates, recover_grasps,
-                                            solve_joints)
+from grasp_planner.network.recovery import (HandChain, ObjectSurface, RecoveryConfig, RefineConfig,
+                                            apply_link_transforms, axis_angle_to_matrix, estimate_normals, kabsch,
+                                            link_kabsch, multilaterate, rank_candidates, recover_grasps,
+                                            refine_grasps, solve_joints)
 
 
 
@@ -216,3 +217,117 @@ def test_recovery_refuses_bad_input(hand):
     with pytest.raises(ValueError, match="lower > upper"):
         HandChain(fk=hand.fk, lower=torch.ones(4), upper=torch.zeros(4), link_index=hand.link_index,
                   joint_names=hand.joint_names)
+
+
+# --- Refinement against the object surface (the predicted matrix is never exact).
+def _sphere(gen: torch.Generator, n: int, radius: float, centre=(0.0, 0.0, 0.0)):
+    d = torch.randn(n, 3, generator=gen, dtype=torch.float64)
+    normals = d / d.norm(dim=-1, keepdim=True)
+    return torch.tensor(centre, dtype=torch.float64) + radius * normals, normals
+
+
+def test_object_surface_signed_distance_sign_size_gradient_and_bound():
+    gen = torch.Generator().manual_seed(10)
+    pts, normals = _sphere(gen, 600, 0.05)
+    surface = ObjectSurface(pts, normals, bandwidth_m=0.008)
+    dirs = _sphere(gen, 50, 1.0)[1]
+    for radius, expected in ((0.04, -0.01), (0.05, 0.0), (0.06, 0.01)):
+        sd, grad = surface.signed_distance_and_gradient((radius * dirs)[None])
+        assert (sd - expected).abs().max() < 1.5e-3, (radius, sd)
+        assert ((grad[0] * dirs).sum(-1) > 0.95).all()                     # points outward
+    near = surface.neighbours((0.06 * dirs)[None], 8)
+    assert torch.allclose(surface.signed_distance((0.06 * dirs)[None], near),
+                          surface.signed_distance((0.06 * dirs)[None]), atol=1e-3)
+    # A bound (a solid containing the object) wins outside itself; an obstacle (a table) is added.
+    bounded = ObjectSurface(pts, normals, bound=lambda x: x[..., 0] - 0.02, obstacle=lambda x: x[..., 2] + 0.045)
+    sd = bounded.signed_distance(torch.tensor([[[0.03, 0.0, 0.0], [0.0, 0.0, -0.06], [0.0, 0.03, 0.0]]],
+                                              dtype=torch.float64))
+    assert sd[0, 0] == pytest.approx(0.01, abs=1e-9)                  # inside the sphere, outside the bound
+    assert sd[0, 1] == pytest.approx(-0.015, abs=1e-9)                # outside the sphere, inside the table
+    assert sd[0, 2] < -0.015                                           # inside both: the sphere's depth
+    with pytest.raises(ValueError, match="NaN"):
+        ObjectSurface(pts * float("nan"), normals)
+
+
+def test_estimated_normals_point_outward():
+    gen = torch.Generator().manual_seed(11)
+    pts, normals = _sphere(gen, 400, 0.05, (0.5, 0.0, 0.2))
+    est = estimate_normals(pts)
+    assert ((est * normals).sum(-1) > 0.9).float().mean() > 0.97
+
+
+def _cylinder_grasp(hand: HandChain):
+    """A known good grasp: both fingertips on a cylinder (axis along y) that no hand point enters.
+
+    Returns the grasp's points (P, 3), the fingertip rows, and the cylinder (centre xz, radius).
+    """
+    q = torch.tensor([[0.2, 0.2, 0.2, 0.5]], dtype=torch.float64)
+    pts = hand.points(q)[0]
+    tips = torch.tensor([int((hand.link_index == 3).nonzero().max()), int((hand.link_index == 5).nonzero().max())])
+    xz = pts[:, [0, 2]]
+    ta, tb = xz[tips[0]], xz[tips[1]]
+    perp = torch.stack([(tb - ta)[1], -(tb - ta)[0]]) / (tb - ta).norm()
+    centres = 0.5 * (ta + tb) + torch.linspace(-0.1, 0.1, 2001, dtype=torch.float64)[:, None] * perp
+    radii = (centres - ta).norm(dim=-1)
+    clear = (torch.cdist(centres, xz) - radii[:, None]).amin(-1) > -1e-4
+    best = int(torch.where(clear & (radii < 0.08), radii, torch.zeros_like(radii)).argmax())
+    return pts, tips, centres[best], float(radii[best])
+
+
+def test_refinement_removes_penetration_and_keeps_fingertips_on_the_object(hand):
+    gen = torch.Generator().manual_seed(12)
+    pts, tips, centre, radius = _cylinder_grasp(hand)
+    sd_true = lambda x: (x[..., [0, 2]] - centre).norm(dim=-1) - radius            # noqa: E731
+    assert sd_true(pts).min() > -1e-4 and sd_true(pts[tips]).abs().max() < 1e-6     # a touching, clean grasp
+    angle = torch.rand(400, generator=gen, dtype=torch.float64) * 2 * math.pi
+    normals = torch.stack([torch.cos(angle), torch.zeros_like(angle), torch.sin(angle)], -1)
+    obj = torch.stack([centre[0] + radius * normals[:, 0], torch.rand(400, generator=gen, dtype=torch.float64) * 0.13
+                       - 0.07, centre[1] + radius * normals[:, 2]], -1)
+    # A network's error: 20 mm Gaussian noise on every entry, biased 10 mm towards the object.
+    exact = torch.cdist(pts[None], obj[None])
+    noisy = (exact - 0.01 + 0.02 * torch.randn(8, *exact.shape[1:], generator=gen, dtype=torch.float64)).clamp_min(0)
+    raw = recover_grasps(noisy, obj, hand)
+    refined = refine_grasps(raw, hand, ObjectSurface(obj, normals))
+    depth = lambda sol: torch.relu(-sd_true(sol.points)).amax(-1)                   # noqa: E731
+    assert depth(raw.solution).min() > 0.005                                          # unrefined: every one penetrates
+    assert depth(refined.solution).max() < 0.003
+    assert sd_true(refined.solution.points[:, tips]).abs().max() < 0.01              # fingertips on the surface
+    sol = refined.solution
+    assert (sol.q >= hand.lower).all() and (sol.q <= hand.upper).all()
+    assert torch.allclose(sol.q_full[:, 4], 0.7 * sol.q[:, 3])                        # the mimic coupling holds
+    assert torch.allclose(hand.points(sol.q) @ sol.wrist_pose[:, :3, :3].transpose(-1, -2)
+                          + sol.wrist_pose[:, None, :3, 3], sol.points)              # points are the FK's
+    report = refined.refinement
+    assert refined.unrefined is raw.solution and torch.equal(report.penetration_before_m > 0.005,
+                                                             torch.ones(8, dtype=torch.bool))
+    assert (report.penetration_after_m < 0.003).all()
+    # recover_grasps with a surface runs the same refinement; without iterations nothing moves.
+    again = recover_grasps(noisy, obj, hand, surface=ObjectSurface(obj, normals))
+    assert torch.allclose(again.solution.points, sol.points)
+    still = refine_grasps(raw, hand, ObjectSurface(obj, normals), RefineConfig(iterations=0))
+    assert torch.allclose(still.solution.points, raw.solution.points, atol=1e-12)
+    assert torch.allclose(still.solution.residual_m, raw.solution.residual_m, atol=1e-9)
+
+
+def test_refinement_ranks_by_penetration_after_refinement(hand):
+    gen = torch.Generator().manual_seed(13)
+    pts, tips, centre, radius = _cylinder_grasp(hand)
+    angle = torch.rand(300, generator=gen, dtype=torch.float64) * 2 * math.pi
+    normals = torch.stack([torch.cos(angle), torch.zeros_like(angle), torch.sin(angle)], -1)
+    obj = torch.stack([centre[0] + radius * normals[:, 0], torch.zeros_like(angle), centre[1] + radius * normals[:, 2]],
+                      -1)
+    obj[:, 1] = torch.rand(300, generator=gen, dtype=torch.float64) * 0.13 - 0.07
+    exact = torch.cdist(pts[None], obj[None])
+    noisy = (exact + 0.002 * torch.randn(2, *exact.shape[1:], generator=gen, dtype=torch.float64)).clamp_min(0)
+    noisy[1] = (noisy[1] - 0.03).clamp_min(0)                       # the second sample: 3 cm too close everywhere
+    refined = recover_grasps(noisy, obj, hand, surface=ObjectSurface(obj, normals))
+    penetration = refined.refinement.penetration_after_m
+    ranking = rank_candidates(refined, {"penetration_m": (100.0, lambda g: g.refinement.penetration_after_m)})
+    assert ranking.order.tolist()[0] == 0 and penetration[0] < 0.002
+
+
+def test_refine_config_refuses_bad_values():
+    with pytest.raises(ValueError, match="iterations"):
+        RefineConfig(iterations=-1)
+    with pytest.raises(ValueError, match="contact_scale_m"):
+        RefineConfig(contact_scale_m=0.0)

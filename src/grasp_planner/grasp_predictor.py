@@ -6,9 +6,10 @@ the planner then runs the same IK, motion planning and safety checks on either.
 - ``optimiser`` (:class:`OptimiserPredictor`): :class:`~grasp_planner.grasp_synthesis.GraspSynthesizer`
   on the convex proxy of the cloud.
 - ``network`` (:class:`NetworkPredictor`): cloud (+ image) → K CVAE samples of the hand–object
-  distance matrix → recovery (multilateration → per-link Kabsch → joint solve) → ranking by fit
-  residual, penetration of the object proxy and the table, fingertip contact, and reachability of
-  the grasp pose by the Franka IK.
+  distance matrix → recovery (multilateration → per-link Kabsch → joint solve → refinement against
+  the cloud's surface, bounded by the convex proxy, and the table) → ranking by fit residual,
+  penetration of the object proxy and the table, fingertip contact, and reachability of the grasp
+  pose by the Franka IK.
 
 :func:`make_grasp_predictor` picks one by name; a missing network checkpoint or one made for another
 hand or config gives a warning with the reason and the optimiser instead.
@@ -87,6 +88,8 @@ class NetworkPredictorConfig:
         weight_penetration, weight_table, weight_contact: ranking weights per metre of penetration
             depth (summed over hand points), table intrusion (deepest point) and mean fingertip gap.
         max_penetration_m: candidates whose summed penetration exceeds this are dropped.
+        refine_iterations: Gauss–Newton iterations of the contact/penetration refinement after the joint solve
+            (:func:`~grasp_planner.network.recovery.refine_grasps`); 0 = off.
         reachability: rank grasp poses the Franka IK cannot reach last (and drop them).
         seed: seed of the point subsampling and the latent draws (same cloud + seed = same grasps).
     """
@@ -99,6 +102,7 @@ class NetworkPredictorConfig:
     weight_table: float = 50.0
     weight_contact: float = 2.0
     max_penetration_m: float = 0.5
+    refine_iterations: int = 15
     reachability: bool = True
     seed: int = 0
 
@@ -107,6 +111,8 @@ class NetworkPredictorConfig:
             raise ValueError(f"num_samples must be >= 1, got {self.num_samples}")
         if not 0.0 <= self.squeeze <= 1.0:
             raise ValueError(f"squeeze must be in [0, 1], got {self.squeeze}")
+        if self.refine_iterations < 0:
+            raise ValueError(f"refine_iterations must be >= 0, got {self.refine_iterations}")
 
 
 class NetworkPredictor(GraspPredictor):
@@ -181,6 +187,34 @@ class NetworkPredictor(GraspPredictor):
             batch.pixel_uv = torch.from_numpy(np.asarray(pixel_uv, np.float32).reshape(-1, 2)[pick])[None]
         return batch
 
+    def object_surface(self, points, proxy: ObjectProxy):
+        """The refinement's :class:`~grasp_planner.network.recovery.ObjectSurface` of the network's input points.
+
+        Normals by local PCA, oriented by the proxy's nearest facet; the signed distance is bounded
+        by the convex proxy (outside it nothing is inside the object, so the unseen back of a
+        single view is not mistaken for the inside) and the table is an obstacle.
+
+        Args:
+            points: (N, 3) torch object points, base frame, metres.
+            proxy: the object's convex proxy (with the table height).
+        """
+        import torch
+
+        from grasp_planner.network.recovery import ObjectSurface, estimate_normals
+
+        pts = points.double()
+        planes = torch.as_tensor(proxy.equations, dtype=torch.float64)
+
+        def outward(x):
+            return torch.as_tensor(proxy.normal_at(x.detach().numpy()), dtype=x.dtype)
+
+        def hull(x):
+            return (x @ planes[:, :3].T.to(x.dtype) + planes[:, 3].to(x.dtype)).amax(dim=-1)
+
+        def table(x):
+            return x[..., 2] - proxy.table_z
+        return ObjectSurface(pts, estimate_normals(pts, outward=outward), bound=hull, obstacle=table)
+
     def ranking_terms(self, proxy: ObjectProxy) -> dict[str, tuple[float, Callable]]:
         """The ranking terms of :func:`~grasp_planner.network.recovery.rank_candidates` for this object."""
         import torch
@@ -219,15 +253,18 @@ class NetworkPredictor(GraspPredictor):
     def predict(self, cloud, proxy, max_results, image=None, pixel_uv=None):
         import torch
 
-        from grasp_planner.network.recovery import rank_candidates, recover_grasps
+        from grasp_planner.network.recovery import RefineConfig, rank_candidates, recover_grasps
 
         rng = np.random.default_rng(self.config.seed)
         batch = self._inputs(cloud, image, pixel_uv, rng)
         with torch.random.fork_rng(), torch.no_grad():
             torch.manual_seed(self.config.seed)
             out = self.model(batch, num_samples=self.config.num_samples)
-        grasps = recover_grasps(out.distances[0].double(), out.object_points[0].double(), self.chain)
-        ranking = rank_candidates(grasps, self.ranking_terms(proxy))
+        refine = self.config.refine_iterations > 0
+        surface = self.object_surface(batch.object_points[0], proxy) if refine else None
+        grasps = recover_grasps(out.distances[0].double(), out.object_points[0].double(), self.chain,
+                                surface=surface, refine_config=RefineConfig(iterations=self.config.refine_iterations))
+        ranking = rank_candidates(grasps, self.ranking_terms(proxy))            # on the refined grasps
         sol = grasps.solution
         palm = self.kin.link_poses(sol.q_full)[:, self._palm, :3, :3]                      # root frame
         approach = (sol.wrist_pose[:, :3, :3] @ palm @ self._palm_normal).numpy()
@@ -247,7 +284,10 @@ class NetworkPredictor(GraspPredictor):
                           for k, f in enumerate(self.kin.fingers)},
                 score=-float(ranking.cost[idx]),
                 info={"backend": self.name, "sample": idx,
-                      **{k: float(v[idx]) for k, v in ranking.terms.items()}}))
+                      **{k: float(v[idx]) for k, v in ranking.terms.items()},
+                      **({} if grasps.refinement is None else
+                         {"refine_penetration_before_m": float(grasps.refinement.penetration_before_m[idx]),
+                          "refine_penetration_after_m": float(grasps.refinement.penetration_after_m[idx])})}))
         return results
 
 

@@ -15,7 +15,8 @@ import torch
 from grasp_planner.network.config import NetworkConfig
 from grasp_planner.network.hand_chain import cached_hand_chain
 from grasp_planner.network.model import DROBatch, DRONetwork
-from grasp_planner.network.recovery import axis_angle_to_matrix, recover_grasps
+from grasp_planner.network.recovery import (ObjectSurface, axis_angle_to_matrix, estimate_normals, recover_grasps,
+                                            refine_grasps)
 
 #: Distance noise added to the true matrices timed by the recovery (metres): a trained network's error.
 BENCH_DISTANCE_NOISE_M = 0.003
@@ -44,7 +45,9 @@ def bench_network(config: NetworkConfig | None = None, samples: Sequence[int] = 
     samples; untrained weights cost the same as trained ones), then the recovery (multilateration,
     per-link Kabsch, joint solve with the torch hand FK) runs on K *true* distance matrices of random
     in-limit hand grasps plus ``BENCH_DISTANCE_NOISE_M`` noise, against the network's sampled object
-    points (an untrained network's matrices would make the solve run its worst case, not a typical one).
+    points (an untrained network's matrices would make the solve run its worst case, not a typical one),
+    then the contact/penetration refinement against the object cloud (normals estimated from it, as
+    the planner does; all its iterations run, as the random grasps are far from the surface).
 
     Args:
         config: network config (default :class:`NetworkConfig`, hand from it).
@@ -54,7 +57,8 @@ def bench_network(config: NetworkConfig | None = None, samples: Sequence[int] = 
         seed: scene and grasp seed.
 
     Returns:
-        ``{forward,recovery,total}_k{K}_{median,p95}_ms``, ``solve_iterations_k{K}``, ``fit_error_k{K}_m``
+        ``{forward,recovery,refine,total}_k{K}_{median,p95}_ms`` (recovery without, total with the
+        refinement), ``solve_iterations_k{K}``, ``refine_iterations_k{K}``, ``fit_error_k{K}_m``
         (median distance of fitted to true hand points), ``parameters``, ``parameter_mb``,
         ``peak_rss_mb`` (whole process), ``threads``, ``load_average_1min``.
     """
@@ -70,8 +74,8 @@ def bench_network(config: NetworkConfig | None = None, samples: Sequence[int] = 
         result: dict[str, float] = {"parameters": float(model.parameter_count()),
                                     "parameter_mb": sum(p.numel() * 4 for p in model.parameters()) / 2 ** 20}
         for k in samples:
-            times: dict[str, list[float]] = {"forward": [], "recovery": [], "total": []}
-            iterations, errors = [], []
+            times: dict[str, list[float]] = {"forward": [], "recovery": [], "refine": [], "total": []}
+            iterations, errors, refine_iterations = [], [], []
             for run in range(runs + 1):
                 u = torch.rand(k, len(chain.joint_names), generator=gen, dtype=torch.float64)
                 q_true = chain.lower + u * (chain.upper - chain.lower)
@@ -89,16 +93,22 @@ def bench_network(config: NetworkConfig | None = None, samples: Sequence[int] = 
                 t2 = time.perf_counter()
                 rec = recover_grasps(dist, obj, chain)
                 t3 = time.perf_counter()
+                surface = ObjectSurface(obj.double(), estimate_normals(obj.double()))
+                refined = refine_grasps(rec, chain, surface)
+                t4 = time.perf_counter()
                 if run == 0:
                     continue                                            # warm-up
                 times["forward"].append(t1 - t0)
                 times["recovery"].append(t3 - t2)
-                times["total"].append(t1 - t0 + t3 - t2)
+                times["refine"].append(t4 - t3)
+                times["total"].append(t1 - t0 + t4 - t2)
                 iterations.append(rec.solution.iterations)
+                refine_iterations.append(refined.refinement.iterations)
                 errors.append(float((rec.solution.points.double() - true_pts).norm(dim=-1).median()))
             for name, values in times.items():
                 result.update(_stats(values, f"{name}_k{k}"))
             result[f"solve_iterations_k{k}"] = float(np.median(iterations))
+            result[f"refine_iterations_k{k}"] = float(np.median(refine_iterations))
             result[f"fit_error_k{k}_m"] = float(np.median(errors))
         result["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
         result["threads"] = float(threads)

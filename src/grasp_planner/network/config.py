@@ -40,6 +40,10 @@ class NetworkConfig:
             encoder weights ("" = train from scratch). Never downloaded.
         freeze_image_encoder: keep the (pretrained) image encoder weights fixed in training.
         weight_l1, weight_kl, weight_importance, weight_pose, weight_penetration: loss weights.
+        weight_contact_l1: weight of the contact-weighted matrix L1 (:func:`~grasp_planner.network.losses.contact_l1`):
+            entries weigh ``exp(-d / contact_scale_m)`` by their true distance d, so the small
+            distances the recovery relies on (contacts) count more; 0 = plain L1 only.
+        contact_scale_m: distance scale of that weighting, metres.
     """
 
     hand: str = "shadow"
@@ -69,6 +73,8 @@ class NetworkConfig:
     weight_importance: float = 0.1
     weight_pose: float = 0.01
     weight_penetration: float = 1.0
+    weight_contact_l1: float = 0.0
+    contact_scale_m: float = 0.01
 
     def __post_init__(self) -> None:
         # JSON round trips give lists: store tuples so configs compare equal and stay hashable.
@@ -103,10 +109,11 @@ class NetworkConfig:
         if len(self.image_size) != 2 or min(self.image_size) < 2 ** len(self.image_channels):
             raise ValueError(f"image_size {self.image_size} must be (height, width), each >= "
                              f"2**len(image_channels) = {2 ** len(self.image_channels)}")
-        for name in ("radius_scale", "importance_temperature_m"):
+        for name in ("radius_scale", "importance_temperature_m", "contact_scale_m"):
             if not float(getattr(self, name)) > 0:
                 raise ValueError(f"{name} must be > 0, got {getattr(self, name)}")
-        for name in ("weight_l1", "weight_kl", "weight_importance", "weight_pose", "weight_penetration"):
+        for name in ("weight_l1", "weight_kl", "weight_importance", "weight_pose", "weight_penetration",
+                     "weight_contact_l1"):
             if not float(getattr(self, name)) >= 0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
         if self.image_encoder_checkpoint and "://" in self.image_encoder_checkpoint:

@@ -1,4 +1,11 @@
-"""Grasp recovery from a predicted D(R,O) matrix: multilateration → per-link Kabsch → joint solve → ranking.
+"""Grasp recovery from a predicted D(R,O) matrix: multilateration → per-link Kabsch → joint solve →
+contact/penetration refinement → ranking.
+
+A predicted matrix is never exact: its errors move the multilaterated points by about the matrix
+error, so the fitted hand may sink into the object or hover above it. The refinement
+(:func:`refine_grasps`) fixes that against the object surface itself (:class:`ObjectSurface`):
+a few batched Gauss–Newton iterations on wrist and joints push hand points out of the object and
+pull the points the matrix calls contacts onto the surface, staying near the fitted grasp.
 
 All functions are batched over a leading dimension B (scenes × CVAE samples) and work with any
 hand through :class:`HandChain`, which wraps a batched point forward-kinematics callable.
@@ -7,6 +14,7 @@ the FK are in the hand root frame; the recovered wrist pose maps root → world.
 """
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -330,6 +338,50 @@ def _damped_step(normal: torch.Tensor, grad: torch.Tensor, lam: torch.Tensor) ->
     return -torch.linalg.solve(normal + torch.diag_embed(lam[:, None] * diag + 1e-12), grad)
 
 
+def _wrist_joint_jacobian(chain: HandChain, q: torch.Tensor, rot: torch.Tensor, pts: torch.Tensor | None,
+                          world: torch.Tensor, centre: torch.Tensor, fd_step_rad: float,
+                          jq: torch.Tensor | None = None) -> torch.Tensor:
+    """(B, P, 3, 6 + nA) d world points / d (wrist translation, wrist rotation about ``centre``, joints).
+
+    Args: joints (B, nA), wrist rotation (B, 3, 3), root-frame points (B, P, 3), their world
+    positions (B, P, 3), rotation centre (B, 1, 3), finite-difference step of the joint columns,
+    and optionally the root-frame joint Jacobian (B, P, 3, nA) to reuse instead of computing it.
+    """
+    jq = chain.point_jacobian(q, pts, fd_step_rad) if jq is None else jq          # (B, P, 3, nA)
+    return torch.cat([torch.eye(3, dtype=torch.float64).expand(q.shape[0], world.shape[1], 3, 3),
+                      -skew(world - centre).double(),
+                      torch.einsum("bij,bpjk->bpik", rot, jq).double()], dim=-1)
+
+
+def _limited_step(normal: torch.Tensor, grad: torch.Tensor, lam: torch.Tensor, q: torch.Tensor,
+                  lower: torch.Tensor, upper: torch.Tensor, config: "RecoveryConfig"
+                  ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Damped step ``(dt, dw, dq)`` of (wrist translation, wrist rotation, joints), within the step limits.
+
+    Active set: joints at a limit whose step points outward are held there and the rest re-solved
+    (clamping such a step afterwards would distort the other variables' steps).
+    """
+    step = _damped_step(normal, grad, lam)
+    dq_raw = step[:, 6:]
+    blocked = ((q <= lower + 1e-9) & (dq_raw < 0)) | ((q >= upper - 1e-9) & (dq_raw > 0))
+    if bool(blocked.any()):
+        free = torch.cat([torch.ones(len(q), 6, dtype=torch.bool), ~blocked], dim=1).double()
+        normal = normal * (free[:, :, None] * free[:, None, :]) + torch.diag_embed(1.0 - free)
+        step = _damped_step(normal, grad * free, lam) * free
+    step = step.to(q.dtype)
+    dt, dw, dq = step[:, :3], step[:, 3:6], step[:, 6:]
+    dt = dt * (config.max_translation_step_m / dt.norm(dim=-1, keepdim=True).clamp_min(1e-12)).clamp(max=1.0)
+    dw = dw * (config.max_rotation_step_rad / dw.norm(dim=-1, keepdim=True).clamp_min(1e-12)).clamp(max=1.0)
+    return dt, dw, dq.clamp(-config.max_joint_step_rad, config.max_joint_step_rad)
+
+
+def _moved_wrist(rot: torch.Tensor, trans: torch.Tensor, centre: torch.Tensor, dt: torch.Tensor,
+                 dw: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Wrist (B, 3, 3), (B, 3) after rotating by ``dw`` about ``centre`` (B, 3) and translating by ``dt``."""
+    r_step = axis_angle_to_matrix(dw)
+    return r_step @ rot, (r_step @ (trans - centre).unsqueeze(-1)).squeeze(-1) + centre + dt
+
+
 def initial_wrist(targets: torch.Tensor, chain: HandChain, q: torch.Tensor,
                   weights: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """Wrist guess: Kabsch of the static hand points (palm/forearm) onto their targets.
@@ -393,35 +445,16 @@ def solve_joints(targets: torch.Tensor, chain: HandChain, weights: torch.Tensor 
     for iterations in range(1, config.max_iterations + 1):
         a = active.nonzero().squeeze(1)                  # only unfinished candidates cost FK calls
         qa, rota, transa, ptsa, worlda, wa, ta = q[a], rot[a], trans[a], pts[a], world[a], w[a], targets[a]
-        jq = chain.point_jacobian(qa, ptsa, config.fd_step_rad)                   # (A, P, 3, nA)
         centre = (wa.unsqueeze(-1) * worlda).sum(1, keepdim=True)                 # rotate about the hand
-        jac = torch.cat([torch.eye(3, dtype=torch.float64).expand(len(a), world.shape[1], 3, 3),
-                         -skew(worlda - centre).double(),
-                         torch.einsum("bij,bpjk->bpik", rota, jq).double()], dim=-1)  # (A, P, 3, 6 + nA)
+        jac = _wrist_joint_jacobian(chain, qa, rota, ptsa, worlda, centre, config.fd_step_rad)
         sw = wa.double().sqrt()[..., None, None]
         jw = (jac * sw).reshape(len(a), -1, 6 + n_a)
         rw = ((worlda - ta).double() * sw.squeeze(-1)).reshape(len(a), -1)
         normal = jw.transpose(1, 2) @ jw
         grad = (jw.transpose(1, 2) @ rw.unsqueeze(-1)).squeeze(-1)
-        step = _damped_step(normal, grad, lam[a])
-        # Active set: joints at a limit whose step points outward are held there and the rest re-solved
-        # (clamping such a step afterwards would distort the other variables' steps).
-        dq_raw = step[:, 6:]
-        blocked = ((qa <= lower + 1e-9) & (dq_raw < 0)) | ((qa >= upper - 1e-9) & (dq_raw > 0))
-        if bool(blocked.any()):
-            free = torch.cat([torch.ones(len(a), 6, dtype=torch.bool), ~blocked], dim=1).double()
-            normal = normal * (free[:, :, None] * free[:, None, :]) + torch.diag_embed(1.0 - free)
-            step = _damped_step(normal, grad * free, lam[a]) * free
-        step = step.to(dtype)
-        dt, dw, dq = step[:, :3], step[:, 3:6], step[:, 6:]
-        dt = dt * (config.max_translation_step_m / dt.norm(dim=-1, keepdim=True).clamp_min(1e-12)).clamp(max=1.0)
-        dw = dw * (config.max_rotation_step_rad / dw.norm(dim=-1, keepdim=True).clamp_min(1e-12)).clamp(max=1.0)
-        dq = dq.clamp(-config.max_joint_step_rad, config.max_joint_step_rad)
+        dt, dw, dq = _limited_step(normal, grad, lam[a], qa, lower, upper, config)
         q_new = (qa + dq).clamp(lower, upper)
-        r_step = axis_angle_to_matrix(dw)
-        c = centre.squeeze(1)
-        rot_new = r_step @ rota
-        trans_new = (r_step @ (transa - c).unsqueeze(-1)).squeeze(-1) + c + dt
+        rot_new, trans_new = _moved_wrist(rota, transa, centre.squeeze(1), dt, dw)
         pts_new = chain.points(q_new)
         world_new, cost_new = cost_of(rot_new, trans_new, pts_new, wa, ta)
         accept = cost_new <= cost[a]
@@ -449,6 +482,8 @@ class RecoveredGrasps:
         link_rotations, link_translations: (B, L, 3, 3), (B, L, 3) canonical → recovered per link.
         distances: (B, P, N) the input distance matrices.
         object_points: (B, N, 3) the anchors.
+        unrefined: the joint solve before :func:`refine_grasps` (None when not refined).
+        refinement: what the refinement changed (None when not refined).
     """
 
     solution: JointSolution
@@ -457,20 +492,26 @@ class RecoveredGrasps:
     link_translations: torch.Tensor
     distances: torch.Tensor
     object_points: torch.Tensor
+    unrefined: JointSolution | None = None
+    refinement: "RefinementReport | None" = None
 
 
 def recover_grasps(distances: torch.Tensor, object_points: torch.Tensor, chain: HandChain,
-                   config: RecoveryConfig = RecoveryConfig()) -> RecoveredGrasps:
+                   config: RecoveryConfig = RecoveryConfig(), surface: "ObjectSurface | None" = None,
+                   refine_config: "RefineConfig | None" = None) -> RecoveredGrasps:
     """Distance matrices → grasps (wrist pose + joints), batched over candidates.
 
     Multilateration places every hand point; a weighted Kabsch per link turns the (noisy) points
-    into rigid link poses; the FK is fitted to the rigid link points (:func:`solve_joints`).
+    into rigid link poses; the FK is fitted to the rigid link points (:func:`solve_joints`); with a
+    ``surface``, :func:`refine_grasps` then removes penetration and closes contact gaps.
 
     Args:
         distances: (B, P, N) hand-point × object-point distances, metres (e.g. K CVAE samples).
         object_points: (N, 3) or (B, N, 3) the object points of the columns, world frame, metres.
         chain: the hand whose points are the rows.
         config: recovery settings.
+        surface: the object surface for the refinement (None = no refinement).
+        refine_config: refinement settings (default :class:`RefineConfig`).
 
     Returns:
         :class:`RecoveredGrasps`.
@@ -488,8 +529,335 @@ def recover_grasps(distances: torch.Tensor, object_points: torch.Tensor, chain: 
         rot, trans = link_kabsch(canonical, points, chain.link_index, chain.num_links, weights)
         rigid = apply_link_transforms(canonical, rot, trans, chain.link_index)
         solution = solve_joints(rigid, chain, weights, config=config)
-    return RecoveredGrasps(solution=solution, multilaterated=points, link_rotations=rot,
-                           link_translations=trans, distances=distances, object_points=anchors)
+    grasps = RecoveredGrasps(solution=solution, multilaterated=points, link_rotations=rot,
+                             link_translations=trans, distances=distances, object_points=anchors)
+    if surface is None:
+        return grasps
+    return refine_grasps(grasps, chain, surface, refine_config or RefineConfig(), config)
+
+
+class ObjectSurface:
+    """Signed distance to an object surface given as oriented points (implicit moving least squares).
+
+    The signed distance of x is the Gaussian-weighted mean of the point-to-plane distances
+    ``(x - o_j)·n_j`` over the surface points (weights ``softmax_j(-|x - o_j|² / h²)``, so the
+    nearest points dominate): smooth, exact on planes, negative inside; over all N points, or over
+    each query's k nearest (:meth:`neighbours`), which is much cheaper. Optionally bounded by a solid
+    that contains the object (e.g. the planner's convex proxy): ``max(imls, bound)``, so points
+    outside that solid never count as inside — this keeps most of the unseen back of a single-view
+    cloud from looking like the object's inside. Inside that solid a single view cannot tell: a
+    point behind the visible surface reads as inside (e.g. a finger wrapped around a handle's back).
+
+    Args:
+        points: (N, 3) surface points, metres (the frame of the hand points), one surface for all candidates.
+        normals: (N, 3) outward unit normals.
+        bandwidth_m: Gaussian width h, about the point spacing, metres.
+        bound: optional ``(B, P, 3) → (B, P)`` signed distance (metres, negative inside) of a solid
+            containing the object; must be differentiable in torch.
+        obstacle: optional signed distance of other solids the hand must not enter either (e.g. the
+            table): the result is ``min(object, obstacle)``.
+
+    Raises:
+        ValueError: shapes differ, no points, or non-finite values.
+    """
+
+    def __init__(self, points: torch.Tensor, normals: torch.Tensor, bandwidth_m: float = 0.01,
+                 bound: Callable[[torch.Tensor], torch.Tensor] | None = None,
+                 obstacle: Callable[[torch.Tensor], torch.Tensor] | None = None):
+        if points.shape != normals.shape or points.dim() != 2 or points.shape[-1] != 3:
+            raise ValueError(f"points and normals must both be (N, 3), got {tuple(points.shape)} "
+                             f"and {tuple(normals.shape)}")
+        if points.shape[0] < 1:
+            raise ValueError("the surface has no points")
+        if not (torch.isfinite(points).all() and torch.isfinite(normals).all()):
+            raise ValueError("surface points or normals contain NaN or inf")
+        if not bandwidth_m > 0:
+            raise ValueError(f"bandwidth_m must be > 0, got {bandwidth_m}")
+        self.points = points
+        self.normals = normals / normals.norm(dim=-1, keepdim=True).clamp_min(1e-12)
+        self.offsets = (self.points * self.normals).sum(-1)                              # o_j · n_j
+        self.bandwidth_m, self.bound, self.obstacle = bandwidth_m, bound, obstacle
+
+    def neighbours(self, x: torch.Tensor, k: int) -> torch.Tensor:
+        """(B, P, 3) query points → (B, P, k) indices of their k nearest surface points."""
+        with torch.no_grad():
+            pts = self.points.float().expand(x.shape[0], -1, -1)
+            return torch.cdist(x.detach().float(), pts).topk(min(k, pts.shape[1]), dim=-1, largest=False).indices
+
+    def signed_distance(self, x: torch.Tensor, neighbours: torch.Tensor | None = None) -> torch.Tensor:
+        """(B, P, 3) query points → (B, P) signed distance, metres, negative inside."""
+        return self.signed_distance_and_gradient(x, neighbours, gradient=False)[0]
+
+    def signed_distance_and_gradient(self, x: torch.Tensor, neighbours: torch.Tensor | None = None,
+                                     gradient: bool = True) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Signed distance (B, P) and its gradient (B, P, 3) w.r.t. the (B, P, 3) query points.
+
+        The surface part runs in float32 (it dominates the refinement's time); gradients come from
+        autograd over the (B, P, k) neighbour terms only, ``bound`` and ``obstacle`` included.
+
+        Args:
+            x: (B, P, 3) query points, metres.
+            neighbours: optional (B, P, k) surface point indices (:meth:`neighbours`) to weigh
+                instead of all N points: much cheaper, and exact enough while the points stay
+                within about the neighbours' spread of where they were found.
+            gradient: also return the gradient.
+        """
+        b = x.shape[0]
+        pts = self.points.float().expand(b, -1, -1)
+        nrm = self.normals.float().expand(b, -1, -1)
+        off = self.offsets.float().expand(b, -1)
+        with torch.set_grad_enabled(gradient):
+            xf = x.detach().float().requires_grad_(gradient)
+            if neighbours is None:
+                plane = xf @ nrm.transpose(-1, -2) - off.unsqueeze(-2)                      # (B, P, N)
+                w = torch.softmax(-torch.cdist(xf, pts).square() / self.bandwidth_m ** 2, dim=-1)
+            else:
+                flat = neighbours.flatten(1)
+                o = pts.gather(1, flat.unsqueeze(-1).expand(-1, -1, 3)).view(*neighbours.shape, 3)
+                n = nrm.gather(1, flat.unsqueeze(-1).expand(-1, -1, 3)).view(*neighbours.shape, 3)
+                plane = (xf.unsqueeze(2) * n).sum(-1) - off.gather(1, flat).view(neighbours.shape)
+                w = torch.softmax(-(xf.unsqueeze(2) - o).square().sum(-1) / self.bandwidth_m ** 2, dim=-1)
+            sd = (w * plane).sum(-1)
+            grad = torch.autograd.grad(sd.sum(), xf)[0].to(x.dtype) if gradient else None
+        sd = sd.detach().to(x.dtype)
+        for fn, pick in ((self.bound, torch.gt), (self.obstacle, torch.lt)):
+            if fn is None:
+                continue
+            with torch.enable_grad():
+                xg = x.detach().requires_grad_(gradient)
+                value = fn(xg)
+                g = torch.autograd.grad(value.sum(), xg)[0] if gradient else None
+            take = pick(value.detach(), sd)                         # bound: max(...), obstacle: min(...)
+            sd = torch.where(take, value.detach(), sd)
+            if gradient:
+                grad = torch.where(take.unsqueeze(-1), g, grad)
+        return sd, grad
+
+
+def estimate_normals(points: torch.Tensor, k: int = 12,
+                     outward: Callable[[torch.Tensor], torch.Tensor] | None = None) -> torch.Tensor:
+    """Unit normals of a cloud by local PCA (smallest-variance direction of the ``k`` nearest points).
+
+    Args:
+        points: (N, 3) cloud, metres.
+        k: neighbours of each local plane fit.
+        outward: optional ``(N, 3) → (N, 3)`` rough outward directions (e.g. the convex proxy's
+            nearest facet normal); each normal is flipped to agree with it. Default: away from the
+            cloud's centroid.
+
+    Returns:
+        (N, 3) unit normals.
+    """
+    k = min(k, points.shape[0])
+    idx = torch.cdist(points, points).topk(k, dim=-1, largest=False).indices
+    nb = points[idx]                                                             # (N, k, 3)
+    centred = nb - nb.mean(dim=1, keepdim=True)
+    _, vecs = torch.linalg.eigh(centred.transpose(1, 2) @ centred)
+    normals = vecs[..., 0]
+    ref = outward(points) if outward is not None else points - points.mean(dim=0)
+    return torch.where(((normals * ref).sum(-1) < 0).unsqueeze(-1), -normals, normals)
+
+
+@dataclass(frozen=True)
+class RefineConfig:
+    """Settings of :func:`refine_grasps` (damped Gauss–Newton on the wrist pose and the active joints).
+
+    The cost per candidate, with x the hand points, sd their signed distance to the object,
+    d̂ each point's smallest predicted distance and x⁰ the points of the joint solve:
+
+    - penetration ``Σ relu(margin - sd)²`` (every point, summed: one deep point is enough to fail);
+    - contact ``Σ w relu(sd - relu(d̂ - contact_threshold))²`` with ``w = exp(-d̂ / contact_scale)``
+      normalised to sum 1: points the matrix puts within ``contact_threshold`` of the object are
+      pulled onto the surface, the others towards their predicted distance (one-sided: never pushed away);
+    - fit ``Σ w |x - x⁰|²`` (the same weights): stay near the grasp the matrix describes.
+
+    Attributes:
+        iterations: Gauss–Newton iterations at most (0 = no refinement).
+        margin_m: hand points are pushed this far outside the surface, metres.
+        contact_threshold_m: predicted distances below this count as contacts, metres.
+        contact_scale_m: distance scale of the contact weights, metres.
+        weight_penetration, weight_contact, weight_fit: weights of the three terms.
+        relative_cost_tolerance: a candidate is done when an accepted step lowers its cost by less
+            than this fraction.
+        neighbours: surface points weighed per hand point (:meth:`ObjectSurface.neighbours`).
+        neighbour_every: search the neighbours again every this many iterations.
+        active_points: the cost runs on this many hand points per candidate: those with the smallest
+            predicted distance or signed distance at the start (contacts, and points in or near the
+            object); the penetration reported after the refinement covers all points.
+        jacobian_every: recompute the joints' point Jacobian (one batched finite-difference FK call,
+            the costliest step) every this many iterations and reuse it in between; the cost check
+            of every step keeps the iteration monotone either way.
+    """
+
+    iterations: int = 15
+    margin_m: float = 0.001
+    contact_threshold_m: float = 0.01
+    contact_scale_m: float = 0.01
+    weight_penetration: float = 10.0
+    weight_contact: float = 1.0
+    weight_fit: float = 0.1
+    relative_cost_tolerance: float = 1e-3
+    neighbours: int = 8
+    neighbour_every: int = 3
+    jacobian_every: int = 2
+    active_points: int = 96
+
+    def __post_init__(self) -> None:
+        if min(self.neighbours, self.neighbour_every, self.jacobian_every, self.active_points) < 1:
+            raise ValueError(f"neighbours ({self.neighbours}), neighbour_every ({self.neighbour_every}), "
+                             f"jacobian_every ({self.jacobian_every}) and active_points ({self.active_points}) "
+                             "must be >= 1")
+        if not 0 <= self.iterations <= 1000:
+            raise ValueError(f"iterations must be in [0, 1000], got {self.iterations}")
+        if not self.contact_scale_m > 0:
+            raise ValueError(f"contact_scale_m must be > 0, got {self.contact_scale_m}")
+        for name in ("margin_m", "contact_threshold_m", "weight_penetration", "weight_contact", "weight_fit",
+                     "relative_cost_tolerance"):
+            if not float(getattr(self, name)) >= 0:
+                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
+
+
+@dataclass
+class RefinementReport:
+    """What :func:`refine_grasps` changed, per candidate (B,), metres.
+
+    Attributes:
+        penetration_before_m, penetration_after_m: deepest hand point inside the surface (0 = none).
+        contact_gap_before_m, contact_gap_after_m: mean |sd| of the predicted contact points
+            (smallest predicted distance ≤ ``contact_threshold_m``; the closest point when none is).
+        iterations: Gauss–Newton iterations run.
+    """
+
+    penetration_before_m: torch.Tensor
+    penetration_after_m: torch.Tensor
+    contact_gap_before_m: torch.Tensor
+    contact_gap_after_m: torch.Tensor
+    iterations: int
+
+
+def refine_grasps(grasps: RecoveredGrasps, chain: HandChain, surface: ObjectSurface,
+                  config: RefineConfig = RefineConfig(),
+                  recovery_config: RecoveryConfig = RecoveryConfig()) -> RecoveredGrasps:
+    """Refine recovered grasps against the object surface: no penetration, predicted contacts touching.
+
+    Levenberg–Marquardt on the cost of :class:`RefineConfig` over a wrist correction (translation and
+    rotation about the hand's weighted centre) and the active joints, batched over candidates, with
+    the joint solve's step limits, joint limits (active set) and couplings (:meth:`HandChain.full_q`).
+    The residual Jacobian is the surface gradient (:meth:`ObjectSurface.signed_distance_and_gradient`)
+    times the point Jacobian; a step is taken only if it lowers the candidate's cost.
+
+    Args:
+        grasps: output of :func:`recover_grasps` (its ``distances`` give the predicted contacts).
+        chain: the hand.
+        surface: the object surface, same frame as the grasps.
+        config: refinement settings.
+        recovery_config: the joint solve's settings (step limits, damping, finite-difference step,
+            point weights of the reported fit residual).
+
+    Returns:
+        A new :class:`RecoveredGrasps` whose ``solution`` is refined (residual re-measured against
+        the same rigid link targets), with ``unrefined`` and ``refinement`` set.
+    """
+    sol = grasps.solution
+    dtype = sol.points.dtype
+    b, n_a = sol.q.shape
+    lower, upper = chain.lower.to(dtype), chain.upper.to(dtype)
+    d_hat = grasps.distances.to(dtype).amin(dim=-1)                                   # (B, P)
+    w = torch.exp(-d_hat / config.contact_scale_m)
+    w = w / w.sum(-1, keepdim=True).clamp_min(1e-30)
+    target_sd = torch.relu(d_hat - config.contact_threshold_m)
+    x0 = sol.points.to(dtype).detach()
+
+    q = sol.q.to(dtype).clone().clamp(lower, upper)
+    rot, trans = sol.wrist_pose[:, :3, :3].to(dtype).clone(), sol.wrist_pose[:, :3, 3].to(dtype).clone()
+    pts = chain.points(q).detach()                                                   # (B, P, 3) root frame
+    with torch.no_grad():
+        x = pts @ rot.transpose(-1, -2) + trans.unsqueeze(1)                         # (B, P, 3) world
+    # The cost runs on the M points that matter: predicted contacts and points in or near the object.
+    sd_all = surface.signed_distance(x, surface.neighbours(x, config.neighbours))
+    sel = torch.minimum(d_hat, sd_all.clamp_min(0)).topk(min(config.active_points, x.shape[1]), dim=-1,
+                                                         largest=False).indices      # (B, M)
+
+    def rows(t: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:                    # (B, P, ...) → (B, M, ...)
+        return t.gather(1, idx.view(*idx.shape, *([1] * (t.dim() - 2))).expand(*idx.shape, *t.shape[2:]))
+
+    ws, ts, x0s = rows(w, sel), rows(target_sd, sel), rows(x0, sel)
+
+    def costs(idx: torch.Tensor, xs: torch.Tensor, sd: torch.Tensor) -> torch.Tensor:
+        return (config.weight_penetration * torch.relu(config.margin_m - sd).square().sum(-1)
+                + config.weight_contact * (ws[idx] * torch.relu(sd - ts[idx]).square()).sum(-1)
+                + config.weight_fit * (ws[idx] * (xs - x0s[idx]).square().sum(-1)).sum(-1))
+
+    xs = rows(x, sel)
+    near = surface.neighbours(xs, config.neighbours)
+    sd = surface.signed_distance(xs, near)
+    cost = costs(torch.arange(b), xs, sd)
+    lam = torch.full((b,), recovery_config.damping, dtype=torch.float64)
+    active = torch.ones(b, dtype=torch.bool)
+    jq = pts.new_zeros(*xs.shape, n_a)
+    iterations = 0
+    for iterations in range(1, config.iterations + 1):
+        a = active.nonzero().squeeze(1)
+        qa, rota, transa, xa, sela = q[a], rot[a], trans[a], xs[a], sel[a]
+        if iterations > 1 and (iterations - 1) % config.neighbour_every == 0:
+            near[a] = surface.neighbours(xa, config.neighbours)
+        sd_a, grad_sd = surface.signed_distance_and_gradient(xa, near[a])              # (A, M), (A, M, 3)
+        centre = (ws[a].unsqueeze(-1) * xa).sum(1, keepdim=True) / ws[a].sum(-1)[:, None, None].clamp_min(1e-30)
+        if (iterations - 1) % config.jacobian_every == 0:
+            jq[a] = rows(chain.point_jacobian(qa, pts[a], recovery_config.fd_step_rad), sela).to(jq.dtype)
+        jac = _wrist_joint_jacobian(chain, qa, rota, None, xa, centre, recovery_config.fd_step_rad, jq[a])
+        j_sd = torch.einsum("bpk,bpkn->bpn", grad_sd.double(), jac)                  # (A, M, n)
+        # Residuals r and Jacobian rows J per term; the normal equations JᵀJ, Jᵀr are summed without
+        # materialising J: penetration and contact rows are (weight × mask) · j_sd, fit rows weight · jac.
+        slack, excess = (config.margin_m - sd_a).double(), (sd_a - ts[a]).double()
+        pen2 = (slack > 0).double() * config.weight_penetration                       # squared row weights
+        con2 = (excess > 0).double() * (config.weight_contact * ws[a]).double()
+        fit2 = (config.weight_fit * ws[a]).double()
+        j_flat = jac.flatten(1, 2)                                                    # (A, 3M, n)
+        fit_rows = (j_flat * fit2.repeat_interleave(3, dim=1).unsqueeze(-1)).transpose(1, 2)
+        normal = (j_sd * (pen2 + con2).unsqueeze(-1)).transpose(1, 2) @ j_sd + fit_rows @ j_flat
+        r_surf = -pen2 * torch.relu(slack) + con2 * torch.relu(excess)
+        grad = (j_sd.transpose(1, 2) @ r_surf.unsqueeze(-1)
+                + fit_rows @ (xa - x0s[a]).double().flatten(1).unsqueeze(-1)).squeeze(-1)
+        dt, dw, dq = _limited_step(normal, grad, lam[a], qa, lower, upper, recovery_config)
+        q_new = (qa + dq).clamp(lower, upper)
+        rot_new, trans_new = _moved_wrist(rota, transa, centre.squeeze(1), dt, dw)
+        with torch.no_grad():
+            pts_new = chain.points(q_new)
+            x_new = pts_new @ rot_new.transpose(-1, -2) + trans_new.unsqueeze(1)
+            xs_new = rows(x_new, sela)
+            sd_new = surface.signed_distance(xs_new, near[a])
+        cost_new = costs(a, xs_new, sd_new)
+        accept = cost_new < cost[a]
+        done = accept & (cost[a] - cost_new <= config.relative_cost_tolerance * cost[a])
+        acc = a[accept]
+        q[acc], rot[acc], trans[acc], pts[acc] = q_new[accept], rot_new[accept], trans_new[accept], pts_new[accept]
+        x[acc], xs[acc], sd[acc], cost[acc] = x_new[accept], xs_new[accept], sd_new[accept], cost_new[accept]
+        lam[a] = torch.where(accept, lam[a] * 0.3, lam[a] * 10.0).clamp(1e-9, 1e9)
+        active[a] = ~(done | (lam[a] >= 1e9))
+        if not bool(active.any()):
+            break
+    targets = apply_link_transforms(chain.canonical_points.to(dtype), grasps.link_rotations.to(dtype),
+                                    grasps.link_translations.to(dtype), chain.link_index)
+    pw = 1.0 / (d_hat + recovery_config.contact_scale_m)
+    pw = pw / pw.sum(-1, keepdim=True)
+    residual = (pw * (x - targets).square().sum(-1)).sum(-1).sqrt()
+    refined = JointSolution(wrist_pose=_pose(rot, trans), q=q, q_full=chain.full_q(q), points=x,
+                            residual_m=residual, iterations=sol.iterations)
+    sd = surface.signed_distance(x, surface.neighbours(x, config.neighbours))   # all points, at the end
+    contact = (d_hat <= config.contact_threshold_m) | (d_hat == d_hat.amin(-1, keepdim=True))
+
+    def gap(values: torch.Tensor) -> torch.Tensor:
+        return (values.abs() * contact).sum(-1) / contact.sum(-1)
+
+    report = RefinementReport(penetration_before_m=torch.relu(-sd_all).amax(-1),
+                              penetration_after_m=torch.relu(-sd).amax(-1),
+                              contact_gap_before_m=gap(sd_all), contact_gap_after_m=gap(sd),
+                              iterations=iterations)
+    return RecoveredGrasps(solution=refined, multilaterated=grasps.multilaterated,
+                           link_rotations=grasps.link_rotations, link_translations=grasps.link_translations,
+                           distances=grasps.distances, object_points=grasps.object_points, unrefined=sol,
+                           refinement=report)
 
 
 #: A ranking term: (weight, cost function over the candidates → (B,) costs, lower is better).

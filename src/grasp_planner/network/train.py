@@ -22,6 +22,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 import time
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
@@ -33,7 +34,8 @@ import torch
 from grasp_planner.network.checkpoint import load_checkpoint, save_checkpoint, write_safetensors_atomic
 from grasp_planner.network.config import NetworkConfig
 from grasp_planner.network.data import VIEWS, DROExampleDataset
-from grasp_planner.network.losses import dro_loss, make_link_pose_loss, penetration_depth, predicted_hand_points
+from grasp_planner.network.losses import (contact_l1, dro_loss, make_link_pose_loss, penetration_depth,
+                                          predicted_hand_points)
 from grasp_planner.network.model import DROBatch, DRONetwork, DROOutput
 
 #: File names inside the output folder.
@@ -43,6 +45,8 @@ LOSS_PNG = "loss.png"
 HISTORY_JSON = "history.json"
 #: Format tag of the trainer state file.
 TRAINER_STATE_FORMAT = "functional_grasp.dro_trainer_state/1"
+#: Distance scale of the validation's contact-weighted L1 (fixed, so runs with any loss compare), metres.
+VALIDATION_CONTACT_SCALE_M = 0.01
 #: Links with fewer hand points are left out of the per-link pose term.
 MIN_POSE_LINK_POINTS = 4
 
@@ -182,7 +186,8 @@ def plot_loss_curves(history: list[dict[str, float]], path: str | Path, title: s
     draw.text((pad, 8), title or "D(R,O) training", fill="black")
     panels = [("total loss (train)", [("train_total", 1.0, (31, 119, 180))]),
               ("distance-matrix L1, mm", [("train_l1_m", 1e3, (31, 119, 180)), ("val_l1_m", 1e3, (214, 39, 40)),
-                                          ("val_prior_l1_m", 1e3, (44, 160, 44))])]
+                                          ("val_prior_l1_m", 1e3, (44, 160, 44)),
+                                          ("val_contact_l1_m", 1e3, (148, 103, 189))])]
     epochs = [int(e["epoch"]) for e in history]
     pw = (w - 3 * pad) // 2
     for p, (label, series) in enumerate(panels):
@@ -265,20 +270,33 @@ def _collate(items: list[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
     return {k: torch.stack([it[k] for it in items]) for k in items[0]}
 
 
-def _split(dataset_files: int, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """Train / validation file indices (objects, not grasps, are held out)."""
-    order = np.random.default_rng(seed).permutation(dataset_files)
-    n_val = int(round(fraction * dataset_files)) if dataset_files > 1 else 0
-    return np.sort(order[n_val:]), np.sort(order[:n_val])
+def object_key(path: str | Path) -> str:
+    """The object an example file shows: its stem without a ``_view<k>`` / ``_surface`` suffix.
+
+    The data-engine conversion writes one file per rendered view of an object (same grasps);
+    views of one object must fall on the same side of the train/validation split.
+    """
+    return re.sub(r"_(view\d+|surface)$", "", Path(path).stem)
+
+
+def _split(keys: list[str], fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Train / validation file indices: whole objects (all files with the same key) are held out."""
+    objects = sorted(set(keys))
+    order = np.random.default_rng(seed).permutation(len(objects))
+    n_val = int(round(fraction * len(objects))) if len(objects) > 1 else 0
+    held = {objects[i] for i in order[:n_val]}
+    files = np.arange(len(keys))
+    return files[[k not in held for k in keys]], files[[k in held for k in keys]]
 
 
 def _evaluate(model: DRONetwork, losses: _Losses, dataset: DROExampleDataset, batch_size: int,
               samples: int = 4) -> dict[str, float]:
-    """Validation: matrix L1 with the posterior mean, and the best of ``samples`` prior draws per example."""
+    """Validation: matrix L1 with the posterior mean (plain and contact-weighted, :func:`contact_l1` at
+    :data:`VALIDATION_CONTACT_SCALE_M`), and the best of ``samples`` prior draws per example."""
     if not len(dataset):
         return {}
     model.eval()
-    post, prior = [], []
+    post, prior, contact = [], [], []
     gen_state = torch.get_rng_state()
     torch.manual_seed(12345)                          # fixed draws: comparable across epochs, RNG untouched
     with torch.no_grad():
@@ -289,6 +307,7 @@ def _evaluate(model: DRONetwork, losses: _Losses, dataset: DROExampleDataset, ba
             out = model(batch, use_posterior=True)
             idx = out.object_indices.unsqueeze(1).expand(-1, target.shape[1], -1)
             post.append((out.distances[:, 0] - target.gather(2, idx)).abs().mean((1, 2)))
+            contact.append(contact_l1(out.distances[:, 0], target.gather(2, idx), VALIDATION_CONTACT_SCALE_M))
             out = model(DROBatch(batch.object_points, batch.hand_points, batch.image, batch.pixel_uv),
                         num_samples=samples)
             idx = out.object_indices.unsqueeze(1).expand(-1, target.shape[1], -1)
@@ -296,11 +315,13 @@ def _evaluate(model: DRONetwork, losses: _Losses, dataset: DROExampleDataset, ba
             prior.append(err.amin(1))
     torch.set_rng_state(gen_state)
     model.train()
-    return {"val_l1_m": float(torch.cat(post).mean()), "val_prior_l1_m": float(torch.cat(prior).mean())}
+    return {"val_l1_m": float(torch.cat(post).mean()), "val_prior_l1_m": float(torch.cat(prior).mean()),
+            "val_contact_l1_m": float(torch.stack(contact).mean())}
 
 
 def train(data_dir: str | Path, network: NetworkConfig, config: TrainConfig, out_dir: str | Path,
-          resume: bool = False, progress: bool = True, log=print) -> TrainResult:
+          resume: bool = False, progress: bool = True, log=print,
+          init_checkpoint: str | Path | None = None) -> TrainResult:
     """Train (or continue training) the network on the examples under ``data_dir``.
 
     Args:
@@ -312,6 +333,9 @@ def train(data_dir: str | Path, network: NetworkConfig, config: TrainConfig, out
             network config. Without ``resume`` an existing checkpoint there is refused.
         progress: show a tqdm bar (rank 0 only).
         log: one-line message sink (rank 0 only).
+        init_checkpoint: start from this checkpoint's weights instead of a random initialisation
+            (fine-tuning, e.g. ``fgrasp augment``); refused for another hand or config. Ignored
+            when resuming (the run's own checkpoint holds the weights then).
 
     Returns:
         :class:`TrainResult`.
@@ -319,7 +343,7 @@ def train(data_dir: str | Path, network: NetworkConfig, config: TrainConfig, out
     Raises:
         FileExistsError: ``out_dir`` has a checkpoint and ``resume`` is False.
         FileNotFoundError: ``resume`` without a checkpoint, or no data folder.
-        CheckpointMismatchError: the checkpoint to resume is for another hand or config.
+        CheckpointMismatchError: the checkpoint to resume or start from is for another hand or config.
     """
     from tqdm import tqdm
 
@@ -338,7 +362,8 @@ def train(data_dir: str | Path, network: NetworkConfig, config: TrainConfig, out
 
     losses = _Losses(network, config)
     full = DROExampleDataset(data_dir, losses.hand, network.object_points, config.view, config.seed)
-    train_files, val_files = _split(len(full.files), config.validation_fraction, config.seed)
+    train_files, val_files = _split([object_key(f.path) for f in full.files], config.validation_fraction,
+                                    config.seed)
     per_file = np.cumsum([0] + [len(f.q) for f in full.files])
     pick = lambda files: [i for f in files for i in range(per_file[f], per_file[f + 1])]  # noqa: E731
     train_set = DROExampleDataset(data_dir, losses.hand, network.object_points, config.view, config.seed,
@@ -351,6 +376,9 @@ def train(data_dir: str | Path, network: NetworkConfig, config: TrainConfig, out
 
     torch.manual_seed(config.seed)
     model = DRONetwork(network)
+    if init_checkpoint is not None and not resume:
+        model.load_state_dict(load_checkpoint(init_checkpoint, hand=network.hand,
+                                              expected_config=network)[0].state_dict())
     model.train()
     optimizer = torch.optim.Adam(model.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay)
     history: list[dict[str, float]] = []
@@ -419,7 +447,8 @@ def train(data_dir: str | Path, network: NetworkConfig, config: TrainConfig, out
                 (out_dir / HISTORY_JSON).write_text(json.dumps(history, indent=1))
             log(f"epoch {epoch + 1}/{config.epochs}: loss {entry['train_total']:.4f}, L1 "
                 f"{1e3 * entry['train_l1_m']:.2f} mm" + (f", validation L1 {1e3 * entry['val_l1_m']:.2f} mm "
-                f"(best of 4 prior draws {1e3 * entry['val_prior_l1_m']:.2f} mm)" if "val_l1_m" in entry else ""))
+                f"(best of 4 prior draws {1e3 * entry['val_prior_l1_m']:.2f} mm, contact-weighted "
+                f"{1e3 * entry['val_contact_l1_m']:.2f} mm)" if "val_l1_m" in entry else ""))
     bar.close()
     if world > 1:
         import torch.distributed as dist
