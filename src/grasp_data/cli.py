@@ -54,6 +54,9 @@ def add_data_parser(sub: Any) -> None:
                     "orange functional, red avoid).")
     show.add_argument("--category", type=_category, nargs="+", default=None, metavar="NAME",
                       help="categories to draw (default: all)")
+    show.add_argument("--installed", nargs="+", default=[], metavar="OBJECT",
+                      help="also draw real meshes of installed packages by catalogue name (mug, drill); "
+                           "alone: only these")
     show.add_argument("--seed", type=_int_in(0, 2**32 - 1, "seed"), default=0,
                       help="generator seed of every instance (default: 0)")
     show.add_argument("--contacts", action="store_true",
@@ -208,12 +211,20 @@ def _cmd_show(args: argparse.Namespace, rep: Any) -> int:
 
     from grasp_data.demonstrations import DemonstrationError, load_demonstration
     from grasp_data.gallery import render_gallery
+    from grasp_data.mesh_io import MeshFileError
     from grasp_data.objects import categories, generate
+    from grasp_data.package_meshes import installed_mesh
     from grasp_data.transfer import transfer_contacts
 
+    try:
+        chosen = [(f"installed {name}", installed_mesh(name)) for name in args.installed]
+    except MeshFileError as exc:
+        rep.error(str(exc))
+        return 1
+    chosen = [(c, generate(c, args.seed)) for c in args.category or ([] if chosen else categories())] + chosen
     instances, marks = [], []
-    for category in args.category or categories():
-        instance = generate(category, args.seed)
+    for label, instance in chosen:
+        category = instance.category
         instances.append(instance)
         detail = f"{len(instance.mesh.faces)} faces, " + ", ".join(
             f"{n} {instance.region_area_m2(n) * 1e4:.1f} cm²" for n in instance.region_names)
@@ -228,7 +239,7 @@ def _cmd_show(args: argparse.Namespace, rep: Any) -> int:
             detail += "; contacts: " + ", ".join(f"{f}→{c.region} ({c.confidence:.2f})" for f, c in best.items())
         else:
             marks.append(None)
-        rep.stage(category, "done", detail)
+        rep.stage(label, "done", detail)
     path = render_gallery(instances, args.out, size_px=args.size_px, points=marks)
     rep.line(f"wrote {path}")
     return 0
