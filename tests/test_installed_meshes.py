@@ -82,3 +82,13 @@ def test_data_show_draws_installed_meshes_and_refuses_unknown_ones(tmp_path, cap
     assert cli.main(["data", "show", "--installed", "teapot", "--out", str(bad)]) == 1
     assert "available: drill, mug" in capsys.readouterr().err
     assert not bad.exists()
+
+
+def test_user_meshes_registered_in_the_catalogue_are_not_listed_as_installed(tmp_path):
+    from grasp_data.package_meshes import installed_mesh_names
+    from sim_bridge.mesh_objects import mesh_object
+
+    path = tmp_path / "user_box.stl"
+    trimesh.creation.box((0.05, 0.05, 0.05)).export(path)
+    mesh_object(path, 1.0, "user_box_for_listing")                  # absolute path: a user mesh
+    assert installed_mesh_names() == ("drill", "mug")

