@@ -20,7 +20,8 @@ from sensor_msgs.msg import CameraInfo, Image, PointCloud2  # noqa: E402
 from std_msgs.msg import String  # noqa: E402
 
 from grasp_common import qos, topics  # noqa: E402
-from grasp_perception.conversions import cloud_to_numpy, image_to_rgb, numpy_to_image  # noqa: E402
+from grasp_perception.camera import project, transform_points  # noqa: E402
+from grasp_perception.conversions import cloud_pixel_uv, cloud_to_numpy, image_to_rgb, numpy_to_image  # noqa: E402
 from grasp_perception.node import PerceptionNode  # noqa: E402
 
 INTR, T_BASE_CAMERA = demo_camera(320, 240)  # the node's default extrinsics
@@ -54,9 +55,11 @@ class Harness:
         self.info_pub = self.driver.create_publisher(CameraInfo, topics.CAMERA_INFO, qos.SENSOR)
         self.clouds: list[PointCloud2] = []
         self.masks: list[Image] = []
+        self.images: list[Image] = []
         self.statuses: dict[int, dict] = {}
         self.driver.create_subscription(PointCloud2, topics.OBJECT_CLOUD, self.clouds.append, RESULTS_QOS)
         self.driver.create_subscription(Image, topics.OBJECT_MASK, self.masks.append, RESULTS_QOS)
+        self.driver.create_subscription(Image, topics.OBJECT_IMAGE, self.images.append, RESULTS_QOS)
         self.driver.create_subscription(String, "/grasp_perception/status", self._on_status, RESULTS_QOS)
         self.executor = SingleThreadedExecutor(context=context)
         self.executor.add_node(self.node)
@@ -135,6 +138,19 @@ def assert_good_cloud(harness, frame, stamp_s):
     mask = image_to_rgb(mask_msg)[:, :, 0] == 255
     truth = frame.labels == 1
     assert (mask & truth).sum() / (mask | truth).sum() > 0.8
+    # Each point's pixel (fields u, v) is where the point projects in the colour image, which is
+    # republished unchanged with the cloud's stamp (the planner's image network reads both).
+    uv = cloud_pixel_uv(cloud)
+    assert uv is not None and uv.shape == (len(xyz), 2)
+    projected = project(transform_points(np.linalg.inv(T_BASE_CAMERA), xyz), INTR)
+    assert np.abs(projected - uv).max() < 0.01
+    rows, cols = uv[:, 1].astype(int), uv[:, 0].astype(int)
+    assert mask[rows, cols].all()
+    assert harness.spin_until(lambda: any(m.header.stamp.sec == stamp_s for m in harness.images), 1.0)
+    image_msg = next(m for m in harness.images if m.header.stamp.sec == stamp_s)
+    assert (image_msg.encoding, image_msg.header.frame_id) == ("rgb8", CAMERA_FRAME)
+    assert np.array_equal(image_to_rgb(image_msg), frame.rgb)
+    assert np.array_equal(image_to_rgb(image_msg)[rows, cols], rgb)
 
 
 def bad_frames(scene_frame, empty_frame):
@@ -156,12 +172,12 @@ def test_bad_frame_publishes_nothing_reports_why_and_the_next_good_frame_works(
         harness, scene_frame, empty_frame, case):
     assert_good_cloud(harness, scene_frame, stamp_s=1)
     kwargs, error = bad_frames(scene_frame, empty_frame)[case]
-    clouds_before, masks_before = len(harness.clouds), len(harness.masks)
+    before = len(harness.clouds), len(harness.masks), len(harness.images)
     status = harness.send(2, kwargs.pop("rgb"), kwargs.pop("depth"), **kwargs)
     assert status["ok"] is False and status["error"] == error, status
     assert status["n_points"] == 0 and status["message"]
     harness.spin_for(NO_OUTPUT_GRACE_S)
-    assert (len(harness.clouds), len(harness.masks)) == (clouds_before, masks_before)
+    assert (len(harness.clouds), len(harness.masks), len(harness.images)) == before
     assert_good_cloud(harness, scene_frame, stamp_s=3)
 
 

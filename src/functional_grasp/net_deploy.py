@@ -227,8 +227,9 @@ class Deployer:
     # ------------------------------------------------------------------ observation
     def observe(self, instance, rng: np.random.Generator) -> Observation:
         """The network's view of ``instance`` (module docstring, step 2)."""
-        from functional_grasp.train_data import network_image, view_cloud
+        from functional_grasp.train_data import view_cloud
         from grasp_data.renders import RenderConfig, render_views
+        from grasp_planner.image_input import resize_view
         from grasp_planner.network.data import BOOTSTRAP_XY_RANGE_M
 
         c = self.config
@@ -241,8 +242,7 @@ class Deployer:
             cloud, uv = view_cloud(v.depth, v.mask, v.K, v.T_world_camera)
             T_wo = v.T_world_object
             if self.network_config.use_image:
-                chw, uv = network_image(v.rgb, uv, tuple(self.network_config.image_size))
-                image = chw.transpose(1, 2, 0)
+                image, uv = resize_view(v.rgb, uv, tuple(self.network_config.image_size))
         else:
             pts, _, _ = instance.sample_surface(c.surface_points, seed=rng)
             yaw = rng.uniform(-np.pi, np.pi)

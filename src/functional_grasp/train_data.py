@@ -44,16 +44,6 @@ def view_cloud(depth: np.ndarray, mask: np.ndarray, K: np.ndarray, T_world_camer
     return cam @ T_world_camera[:3, :3].T + T_world_camera[:3, 3], np.stack([u, v], axis=1).astype(np.float32)
 
 
-def network_image(rgb: np.ndarray, uv: np.ndarray, image_size: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
-    """A rendered (H, W, 3) uint8 view resized to the network's ``image_size`` (height, width):
-    ``(3, h, w)`` uint8 image and the (M, 2) pixels ``uv`` scaled alike."""
-    from PIL import Image
-
-    h, w = image_size
-    scaled = uv * np.array([w / rgb.shape[1], h / rgb.shape[0]], np.float32)
-    return np.asarray(Image.fromarray(rgb).resize((w, h), Image.BILINEAR)).transpose(2, 0, 1), scaled
-
-
 def convert_engine_dataset(root: str | Path, hand, out_dir: str | Path,
                            image_size: tuple[int, int] | None = None, seed: int = 0) -> list[Path]:
     """Write example files for ``hand`` from a data-engine dataset (see the module docstring).
@@ -72,6 +62,7 @@ def convert_engine_dataset(root: str | Path, hand, out_dir: str | Path,
     from scipy.spatial import cKDTree
 
     from grasp_data.dataset import load_shard
+    from grasp_planner.image_input import resize_view
     from grasp_planner.network.data import write_examples
 
     root, out_dir = Path(root), Path(out_dir)
@@ -115,7 +106,8 @@ def convert_engine_dataset(root: str | Path, hand, out_dir: str | Path,
             normals = mesh.face_normals[dense_face[nearest]] @ T_wo[:3, :3].T
             image = None
             if image_size is not None:
-                image, uv = network_image(shard["render_rgb"][v], uv, image_size)
+                image, uv = resize_view(shard["render_rgb"][v], uv, image_size)
+                image = image.transpose(2, 0, 1)                                   # stored (3, h, w)
             written.append(write_examples(target, hand, pts_w, normals, [T_wo @ p for p in poses], qs,
                                           source="data_engine", image=image, pixel_uv=uv if image is not None else None))
     return written

@@ -3,7 +3,8 @@
 COLOR_IMAGE = "/camera/color/image_raw"          # sensor_msgs/Image, rgb8
 DEPTH_IMAGE = "/camera/depth/image_raw"          # sensor_msgs/Image, 32FC1 metres (16UC1 mm accepted)
 CAMERA_INFO = "/camera/color/camera_info"        # sensor_msgs/CameraInfo (depth registered to color)
-OBJECT_CLOUD = "/grasp_perception/object_cloud"  # sensor_msgs/PointCloud2 xyz+rgb, base frame
+OBJECT_CLOUD = "/grasp_perception/object_cloud"  # sensor_msgs/PointCloud2 xyz+rgb+uv (pixel), base frame
+OBJECT_IMAGE = "/grasp_perception/object_image"  # sensor_msgs/Image: the colour frame OBJECT_CLOUD came from (same stamp)
 OBJECT_MASK = "/grasp_perception/object_mask"    # sensor_msgs/Image mono8, 255 = target object
 JOINT_STATES = "/joint_states"                   # sensor_msgs/JointState, arm + hand
 JOINT_GOAL = "/grasp_planner/joint_goal"         # sensor_msgs/JointState, grasp configuration

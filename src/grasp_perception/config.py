@@ -24,7 +24,10 @@ class PerceptionConfig:
         color_topic: sensor_msgs/Image RGB input (registered with the depth image).
         depth_topic: sensor_msgs/Image depth input (32FC1 metres or 16UC1 millimetres).
         camera_info_topic: sensor_msgs/CameraInfo of the color (= registered depth) image.
-        cloud_topic: sensor_msgs/PointCloud2 output: target object, base frame.
+        cloud_topic: sensor_msgs/PointCloud2 output: target object, base frame, with each point's
+            pixel (fields u, v) in the colour image.
+        object_image_topic: sensor_msgs/Image output: the colour image each cloud was segmented
+            from, republished unchanged (same stamp and encoding) for the planner's image network.
         mask_topic: sensor_msgs/Image mono8 output: 255 on the target's pixels.
         base_frame: robot base frame id of the output cloud.
         camera_xyz_m: camera optical frame origin in the base frame, metres.
@@ -39,6 +42,7 @@ class PerceptionConfig:
     depth_topic: str = topics.DEPTH_IMAGE
     camera_info_topic: str = topics.CAMERA_INFO
     cloud_topic: str = topics.OBJECT_CLOUD
+    object_image_topic: str = topics.OBJECT_IMAGE
     mask_topic: str = topics.OBJECT_MASK
     base_frame: str = "panda_link0"
     camera_xyz_m: tuple[float, float, float] = DEFAULT_CAMERA_XYZ_M
@@ -49,8 +53,8 @@ class PerceptionConfig:
     segmentation: SegmentationConfig = field(default_factory=SegmentationConfig)
 
     def __post_init__(self) -> None:
-        for name in ("color_topic", "depth_topic", "camera_info_topic", "cloud_topic", "mask_topic",
-                     "base_frame"):
+        for name in ("color_topic", "depth_topic", "camera_info_topic", "cloud_topic", "object_image_topic",
+                     "mask_topic", "base_frame"):
             if not getattr(self, name):
                 raise ValueError(f"{name} must not be empty")
         object.__setattr__(self, "camera_xyz_m", tuple(float(v) for v in self.camera_xyz_m))

@@ -21,6 +21,12 @@ WRITE_ENCODINGS = {"rgb8": ("u1", 3), "bgr8": ("u1", 3), "mono8": ("u1", 1),
 
 _CLOUD_DTYPE = np.dtype({"names": ["x", "y", "z", "rgb"], "formats": ["<f4", "<f4", "<f4", "<u4"],
                          "offsets": [0, 4, 8, 12], "itemsize": 16})
+#: The same plus each point's pixel (u, v) in the colour image it was segmented from.
+_CLOUD_UV_DTYPE = np.dtype({"names": ["x", "y", "z", "rgb", "u", "v"],
+                            "formats": ["<f4", "<f4", "<f4", "<u4", "<f4", "<f4"],
+                            "offsets": [0, 4, 8, 12, 16, 20], "itemsize": 24})
+#: Names of the per-point pixel fields of an object cloud (column, row in its colour image).
+PIXEL_FIELDS = ("u", "v")
 _POINTFIELD_TYPES = {PointField.INT8: "i1", PointField.UINT8: "u1", PointField.INT16: "i2",
                      PointField.UINT16: "u2", PointField.INT32: "i4", PointField.UINT32: "u4",
                      PointField.FLOAT32: "f4", PointField.FLOAT64: "f8"}
@@ -155,14 +161,17 @@ def unpack_rgb(packed: np.ndarray) -> np.ndarray:
     return np.stack(((packed >> 16) & 0xFF, (packed >> 8) & 0xFF, packed & 0xFF), axis=1).astype(np.uint8)
 
 
-def numpy_to_cloud(xyz: np.ndarray, rgb: np.ndarray, frame_id: str, stamp=None) -> PointCloud2:
-    """Build an unorganised PointCloud2 with fields x, y, z (float32) and rgb (packed float32).
+def numpy_to_cloud(xyz: np.ndarray, rgb: np.ndarray, frame_id: str, stamp=None,
+                   pixel_uv: np.ndarray | None = None) -> PointCloud2:
+    """Build an unorganised PointCloud2 with fields x, y, z (float32), rgb (packed float32) and optionally u, v.
 
     Args:
         xyz: ``(N, 3)`` float32 points, metres, in ``frame_id`` (must be finite).
         rgb: ``(N, 3)`` uint8 colors.
         frame_id: header frame id.
         stamp: ``builtin_interfaces/Time`` or None.
+        pixel_uv: optional ``(N, 2)`` pixel (u = column, v = row) of each point in the colour
+            image it came from, written as float32 fields ``u``, ``v`` (read with :func:`cloud_pixel_uv`).
     """
     xyz = np.asarray(xyz, dtype=np.float32).reshape(-1, 3)
     rgb = np.asarray(rgb, dtype=np.uint8).reshape(-1, 3)
@@ -170,18 +179,24 @@ def numpy_to_cloud(xyz: np.ndarray, rgb: np.ndarray, frame_id: str, stamp=None) 
         raise ValueError(f"xyz has {len(xyz)} points but rgb has {len(rgb)} colors")
     if not np.all(np.isfinite(xyz)):
         raise ValueError("xyz contains NaN/inf; the cloud is published as dense (is_dense=True)")
-    points = np.empty(len(xyz), dtype=_CLOUD_DTYPE)
+    dtype = _CLOUD_DTYPE if pixel_uv is None else _CLOUD_UV_DTYPE
+    points = np.empty(len(xyz), dtype=dtype)
     points["x"], points["y"], points["z"] = xyz[:, 0], xyz[:, 1], xyz[:, 2]
     points["rgb"] = pack_rgb(rgb)
+    if pixel_uv is not None:
+        uv = np.asarray(pixel_uv, dtype=np.float32)
+        if uv.shape != (len(xyz), 2):
+            raise ValueError(f"pixel_uv has shape {uv.shape}, expected ({len(xyz)}, 2): one (u, v) per point")
+        points["u"], points["v"] = uv[:, 0], uv[:, 1]
     msg = PointCloud2()
     msg.header.frame_id = frame_id
     if stamp is not None:
         msg.header.stamp = stamp
     msg.height, msg.width = 1, len(xyz)
-    msg.fields = [PointField(name=name, offset=4 * i, datatype=PointField.FLOAT32, count=1)
-                  for i, name in enumerate(("x", "y", "z", "rgb"))]
+    msg.fields = [PointField(name=name, offset=dtype.fields[name][1], datatype=PointField.FLOAT32, count=1)
+                  for name in dtype.names]
     msg.is_bigendian = False
-    msg.point_step = _CLOUD_DTYPE.itemsize
+    msg.point_step = dtype.itemsize
     msg.row_step = msg.point_step * msg.width
     msg.is_dense = True
     msg.data = points.tobytes()
@@ -202,27 +217,8 @@ def cloud_to_numpy(msg: PointCloud2, *, skip_nans: bool = True) -> tuple[np.ndar
         MalformedMessageError: missing x/y/z, unknown field type or a short data buffer.
     """
     fields = {f.name: f for f in msg.fields}
-    if not all(name in fields for name in "xyz"):
-        raise MalformedMessageError(f"PointCloud2 needs fields x, y, z; has {sorted(fields)}")
-    order = ">" if msg.is_bigendian else "<"
-    names, formats, offsets = [], [], []
     color = "rgb" if "rgb" in fields else ("rgba" if "rgba" in fields else None)
-    for name in ("x", "y", "z") + ((color,) if color else ()):
-        f = fields[name]
-        if f.datatype not in _POINTFIELD_TYPES:
-            raise MalformedMessageError(f"PointCloud2 field {name!r} has unknown datatype {f.datatype}")
-        code = "u4" if name == color else _POINTFIELD_TYPES[f.datatype]
-        names.append(name)
-        formats.append(order + code)
-        offsets.append(f.offset)
-    dtype = np.dtype({"names": names, "formats": formats, "offsets": offsets, "itemsize": msg.point_step})
-    n = msg.width * msg.height
-    if len(msg.data) < msg.row_step * msg.height or msg.row_step < msg.point_step * msg.width:
-        raise MalformedMessageError(f"PointCloud2 data has {len(msg.data)} B for {msg.height} rows of "
-                                    f"{msg.row_step} B (point_step {msg.point_step} × width {msg.width})")
-    raw = np.frombuffer(msg.data, dtype=np.uint8, count=msg.row_step * msg.height)
-    rows = raw.reshape(msg.height, msg.row_step)[:, :msg.point_step * msg.width]
-    points = np.ascontiguousarray(rows).view(dtype).reshape(n)
+    points = _cloud_points(msg, ("x", "y", "z") + ((color,) if color else ()), packed=color)
     xyz = np.stack((points["x"], points["y"], points["z"]), axis=1).astype(np.float32)
     rgb = unpack_rgb(points[color]) if color else None
     if skip_nans:
@@ -231,3 +227,55 @@ def cloud_to_numpy(msg: PointCloud2, *, skip_nans: bool = True) -> tuple[np.ndar
             xyz = xyz[finite]
             rgb = rgb[finite] if rgb is not None else None
     return xyz, rgb
+
+
+def cloud_pixel_uv(msg: PointCloud2, *, skip_nans: bool = True) -> np.ndarray | None:
+    """Each point's pixel (u, v) in the colour image the cloud came from, when the cloud has fields ``u``, ``v``.
+
+    Args:
+        msg: the cloud (``u``, ``v`` of any numeric type, as :func:`numpy_to_cloud` writes them).
+        skip_nans: drop the rows of points with a non-finite coordinate (as :func:`cloud_to_numpy` does).
+
+    Returns:
+        ``(N, 2)`` float32 (column, row), rows aligned with :func:`cloud_to_numpy`'s ``xyz``; None
+        when the cloud has no pixel fields (e.g. clouds recorded before they were added).
+
+    Raises:
+        MalformedMessageError: missing x/y/z, unknown field type or a short data buffer.
+    """
+    if not all(name in {f.name for f in msg.fields} for name in PIXEL_FIELDS):
+        return None
+    points = _cloud_points(msg, ("x", "y", "z") + PIXEL_FIELDS)
+    uv = np.stack([points[name] for name in PIXEL_FIELDS], axis=1).astype(np.float32)
+    if skip_nans:
+        uv = uv[np.all(np.isfinite(np.stack((points["x"], points["y"], points["z"]), axis=1)), axis=1)]
+    return uv
+
+
+def _cloud_points(msg: PointCloud2, names: tuple[str, ...], packed: str | None = None) -> np.ndarray:
+    """``(N,)`` structured array of the named fields of a PointCloud2 (``packed``: that field read as uint32).
+
+    Raises:
+        MalformedMessageError: a named field missing (x, y, z always needed), unknown field type
+            or a short data buffer.
+    """
+    fields = {f.name: f for f in msg.fields}
+    if not all(name in fields for name in "xyz"):
+        raise MalformedMessageError(f"PointCloud2 needs fields x, y, z; has {sorted(fields)}")
+    order = ">" if msg.is_bigendian else "<"
+    formats, offsets = [], []
+    for name in names:
+        f = fields[name]
+        if f.datatype not in _POINTFIELD_TYPES:
+            raise MalformedMessageError(f"PointCloud2 field {name!r} has unknown datatype {f.datatype}")
+        code = "u4" if name == packed else _POINTFIELD_TYPES[f.datatype]
+        formats.append(order + code)
+        offsets.append(f.offset)
+    dtype = np.dtype({"names": list(names), "formats": formats, "offsets": offsets, "itemsize": msg.point_step})
+    n = msg.width * msg.height
+    if len(msg.data) < msg.row_step * msg.height or msg.row_step < msg.point_step * msg.width:
+        raise MalformedMessageError(f"PointCloud2 data has {len(msg.data)} B for {msg.height} rows of "
+                                    f"{msg.row_step} B (point_step {msg.point_step} × width {msg.width})")
+    raw = np.frombuffer(msg.data, dtype=np.uint8, count=msg.row_step * msg.height)
+    rows = raw.reshape(msg.height, msg.row_step)[:, :msg.point_step * msg.width]
+    return np.ascontiguousarray(rows).view(dtype).reshape(n)

@@ -1,4 +1,9 @@
-"""ROS 2 node: registered RGB-D + CameraInfo in, target object cloud (base frame) and mask out."""
+"""ROS 2 node: registered RGB-D + CameraInfo in, target object cloud (base frame), mask and source colour image out.
+
+The cloud carries each point's pixel (fields u, v) in the colour image, which is republished
+unchanged on ``object_image_topic`` with the cloud's stamp (latched, like the cloud), so a planner
+whose network reads the image gets exactly the frame the cloud was segmented from.
+"""
 from __future__ import annotations
 
 import json
@@ -51,8 +56,11 @@ _PARAMETERS = {
     "depth_topic": (_CFG.depth_topic, "sensor_msgs/Image depth registered to color (32FC1 m, 16UC1 mm)",
                     None, None),
     "camera_info_topic": (_CFG.camera_info_topic, "sensor_msgs/CameraInfo of the color image", None, None),
-    "cloud_topic": (_CFG.cloud_topic, "sensor_msgs/PointCloud2 output: target object xyz+rgb, base frame",
-                    None, None),
+    "cloud_topic": (_CFG.cloud_topic, "sensor_msgs/PointCloud2 output: target object xyz+rgb, base frame, and "
+                    "each point's pixel (u = column, v = row) in the colour image", None, None),
+    "object_image_topic": (_CFG.object_image_topic, "sensor_msgs/Image output: the colour image each cloud was "
+                           "segmented from, unchanged (same stamp as the cloud; the cloud's u, v index it)",
+                           None, None),
     "mask_topic": (_CFG.mask_topic, "sensor_msgs/Image mono8 output: 255 on the target's pixels", None, None),
     "base_frame": (_CFG.base_frame, "Robot base frame id of the output cloud", None, None),
     "camera_xyz": (list(_CFG.camera_xyz_m), "Camera optical frame origin in the base frame [x, y, z], metres",
@@ -130,6 +138,7 @@ class PerceptionNode(Node):
 
         cfg = self.config
         self._cloud_pub = self.create_publisher(PointCloud2, cfg.cloud_topic, qos.LATCHED)
+        self._image_pub = self.create_publisher(Image, cfg.object_image_topic, qos.LATCHED)
         self._mask_pub = self.create_publisher(Image, cfg.mask_topic, qos.LATCHED)
         self._status_pub = self.create_publisher(String, "~/status", qos.LATCHED)
         self.create_subscription(CameraInfo, cfg.camera_info_topic, self._on_camera_info, qos.SENSOR)
@@ -159,6 +168,7 @@ class PerceptionNode(Node):
         return PerceptionConfig(
             color_topic=p["color_topic"], depth_topic=p["depth_topic"],
             camera_info_topic=p["camera_info_topic"], cloud_topic=p["cloud_topic"],
+            object_image_topic=p["object_image_topic"],
             mask_topic=p["mask_topic"], base_frame=p["base_frame"], camera_xyz_m=tuple(p["camera_xyz"]),
             camera_quat_xyzw=tuple(p["camera_quat_xyzw"]), segmenter=p["segmenter"],
             max_rate_hz=p["max_rate_hz"], sync_tolerance_s=p["sync_tolerance_s"], segmentation=segmentation)
@@ -200,8 +210,10 @@ class PerceptionNode(Node):
         rgb = image_to_rgb(color)
         depth_m = image_to_depth_m(depth)
         result = self._segmenter.segment(rgb, depth_m, self._intrinsics, self._T_base_camera)
+        # The image first: a planner that needs it finds it waiting when the cloud arrives.
+        self._image_pub.publish(color)
         self._cloud_pub.publish(numpy_to_cloud(result.points, result.colors, self.config.base_frame,
-                                               color.header.stamp))
+                                               color.header.stamp, pixel_uv=result.pixels[:, ::-1]))
         self._mask_pub.publish(numpy_to_image(result.mask.astype("uint8") * 255, "mono8",
                                               color.header.frame_id or depth.header.frame_id,
                                               color.header.stamp))

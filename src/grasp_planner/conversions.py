@@ -1,4 +1,5 @@
-"""numpy / MotionPlan ↔ ROS messages for the planner node: JointState, JointTrajectory, PoseStamped, MarkerArray.
+"""numpy / MotionPlan ↔ ROS messages for the planner node: JointState, JointTrajectory, PoseStamped, MarkerArray,
+and the object's colour image and per-point pixels (input of a network trained with images).
 
 The only module besides ``grasp_planner/node.py`` that imports message types; everything else in
 ``grasp_planner`` stays numpy-only.
@@ -11,15 +12,20 @@ import numpy as np
 from builtin_interfaces.msg import Duration, Time
 from geometry_msgs.msg import Point, PoseStamped
 from scipy.spatial.transform import Rotation
-from sensor_msgs.msg import JointState
+from sensor_msgs.msg import Image, JointState, PointCloud2
 from std_msgs.msg import ColorRGBA, Float64MultiArray, MultiArrayDimension
 from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint
 from visualization_msgs.msg import Marker, MarkerArray
 
+from grasp_perception.conversions import COLOR_ENCODINGS, PIXEL_FIELDS, cloud_pixel_uv, image_to_rgb
+from grasp_perception.errors import PerceptionError
 from grasp_planner.markers import MarkerSpec
 from grasp_planner.motion.base import MotionPlan
 
 NS_PER_S = 1_000_000_000
+
+#: Encodings accepted as the network's colour image (grey mono8 is a colour *stream* for perception, not for it).
+NETWORK_COLOR_ENCODINGS = tuple(e for e, channels in COLOR_ENCODINGS.items() if channels >= 3)
 
 #: MarkerSpec.kind → visualization_msgs/Marker type.
 _MARKER_TYPES = {"sphere_list": Marker.SPHERE_LIST, "arrow": Marker.ARROW}
@@ -159,3 +165,44 @@ def marker_array_msg(specs: Sequence[MarkerSpec], frame_id: str, stamp: Time | N
         out.markers.append(m)
     return out
 
+
+
+def network_color_image(msg: Image) -> np.ndarray:
+    """The colour image an object cloud was segmented from, as the network's RGB input.
+
+    Args:
+        msg: Image in one of :data:`NETWORK_COLOR_ENCODINGS` (rgb8, bgr8, rgba8, bgra8; any row padding).
+
+    Returns:
+        (H, W, 3) uint8 RGB.
+
+    Raises:
+        ValueError: grey or depth encodings and any other (the message names the encoding and the
+            accepted ones), or a malformed message.
+    """
+    if msg.encoding not in NETWORK_COLOR_ENCODINGS:
+        kind = ("a grey image" if msg.encoding.startswith("mono") else
+                "a depth image" if msg.encoding in ("16UC1", "32FC1") else "not a colour image")
+        raise ValueError(f"object image has encoding '{msg.encoding}' ({kind}); the network needs the colour "
+                         f"frame the cloud was segmented from, one of {', '.join(NETWORK_COLOR_ENCODINGS)}: point "
+                         "perception's color_topic at the camera's colour stream")
+    try:
+        return image_to_rgb(msg)
+    except PerceptionError as exc:
+        raise ValueError(f"object image is malformed: {exc}") from exc
+
+
+def cloud_pixels(msg: PointCloud2) -> np.ndarray | None:
+    """Pixel (u, v) of every point of an object cloud, or None when the cloud has no ``u``, ``v`` fields.
+
+    Returns:
+        (N, 2) float32 (column, row) in the colour image the cloud came from, one row per point
+        in message order (non-finite points included, as ``cloud_to_numpy(msg, skip_nans=False)``).
+
+    Raises:
+        ValueError: malformed pixel fields.
+    """
+    try:
+        return cloud_pixel_uv(msg, skip_nans=False)
+    except PerceptionError as exc:
+        raise ValueError(f"object cloud fields {', '.join(PIXEL_FIELDS)} are malformed: {exc}") from exc

@@ -25,6 +25,7 @@ import numpy as np
 
 from grasp_planner.grasp_synthesis import GraspCandidate, GraspSynthesizer
 from grasp_planner.hands.description import HandDescription
+from grasp_planner.image_input import ImageInputError, network_view
 from grasp_planner.object_model import ObjectProxy
 
 #: Names of the predictor backends (planner parameter ``grasp_backend``).
@@ -40,6 +41,8 @@ class GraspPredictor(ABC):
 
     #: Backend name (one of :data:`GRASP_BACKENDS`).
     name: str = ""
+    #: True when :meth:`predict` needs ``image`` and ``pixel_uv`` (a network trained with images).
+    uses_image: bool = False
 
     @abstractmethod
     def predict(self, cloud: np.ndarray, proxy: ObjectProxy, max_results: int,
@@ -50,8 +53,14 @@ class GraspPredictor(ABC):
             cloud: (N, 3) object points, base frame, metres.
             proxy: the convex solid proxy of the cloud (table height included).
             max_results: candidates returned at most.
-            image: optional (H, W, 3) uint8 RGB view of the object (networks trained with images).
-            pixel_uv: (N, 2) pixel (u, v) of each cloud point in ``image``.
+            image: (H, W, 3) uint8 RGB view the cloud was seen in, any size (resized to the
+                network's input by :func:`~grasp_planner.image_input.network_view`); needed when
+                :attr:`uses_image`, ignored otherwise.
+            pixel_uv: (N, 2) pixel (u, v) of each cloud point in ``image`` (column, row).
+
+        Raises:
+            GraspPredictionError: unusable input (too few points; with :attr:`uses_image`, no
+                image or pixels, or ones that do not fit each other or the cloud).
         """
 
     @abstractmethod
@@ -143,6 +152,7 @@ class NetworkPredictor(GraspPredictor):
         self.checkpoint = Path(checkpoint)
         self.model, self.extra = load_checkpoint(self.checkpoint, hand=hand.name)
         self.network_config = self.model.config
+        self.uses_image = bool(self.network_config.use_image)
         _, self.kin, self.chain = cached_hand_chain(hand.name, self.network_config.hand_points)
         self._canonical = self.chain.canonical_points.float()
         self._palm = self.kin.link_names.index(hand.palm_body)
@@ -176,15 +186,19 @@ class NetworkPredictor(GraspPredictor):
         pick = keep[rng.choice(len(keep), c.object_points, replace=len(keep) < c.object_points)]
         batch = DROBatch(object_points=torch.from_numpy(cloud[pick])[None], hand_points=self._canonical)
         if c.use_image:
-            if image is None or pixel_uv is None:
-                raise GraspPredictionError(f"the network of {self.checkpoint} was trained with images: the "
-                                           "planner must pass the RGB image and each point's pixel")
-            h, w = c.image_size
-            img = np.asarray(image)
-            if img.shape[:2] != (h, w):
-                raise GraspPredictionError(f"image is {img.shape[1]}×{img.shape[0]}, the network expects {w}×{h}")
+            missing = [name for name, value in (("colour image", image), ("per-point pixels (u, v)", pixel_uv))
+                       if value is None]
+            if missing:
+                raise GraspPredictionError(
+                    f"the network of {self.checkpoint} was trained with images (use_image: true) but the object "
+                    f"cloud came without its {' and '.join(missing)}: feed the planner grasp_perception's cloud "
+                    "(fields u, v) and colour image, or use a geometry-only checkpoint")
+            try:
+                img, uv = network_view(image, pixel_uv, len(cloud), tuple(c.image_size))
+            except ImageInputError as exc:
+                raise GraspPredictionError(str(exc)) from exc
             batch.image = torch.from_numpy(img.astype(np.float32).transpose(2, 0, 1) / 255.0)[None]
-            batch.pixel_uv = torch.from_numpy(np.asarray(pixel_uv, np.float32).reshape(-1, 2)[pick])[None]
+            batch.pixel_uv = torch.from_numpy(uv[pick])[None]
         return batch
 
     def object_surface(self, points, proxy: ObjectProxy):

@@ -6,7 +6,9 @@ Planning (1–5 s) runs on a worker thread so the subscriptions keep flowing. Ev
 a JSON status on ``/grasp_planner/status``; a joint goal (and, with ``execute``, a trajectory)
 is published only when planning and the final safety check both passed.
 
-In: ``cloud_topic`` (PointCloud2, base frame, latched), ``/joint_states``. Out (latched unless
+In: ``cloud_topic`` (PointCloud2, base frame, latched), ``/joint_states``; with a network checkpoint
+trained with images also ``image_topic`` (the colour image the cloud was segmented from, matched
+to the cloud by stamp; the cloud's fields u, v give each point's pixel in it). Out (latched unless
 noted): ``/grasp_planner/joint_goal`` (JointState, arm + hand), ``/grasp_planner/trajectory``
 (JointTrajectory, command QoS, only with ``execute`` and the builtin backend),
 ``/grasp_planner/markers`` (MarkerArray), ``/grasp_planner/status`` (String, JSON),
@@ -24,6 +26,7 @@ import json
 import math
 import threading
 import time
+from collections import OrderedDict
 from dataclasses import dataclass
 
 import numpy as np
@@ -35,7 +38,7 @@ from rclpy.executors import ExternalShutdownException
 from rclpy.node import Node
 from rclpy.parameter import Parameter
 from geometry_msgs.msg import PoseStamped
-from sensor_msgs.msg import JointState, PointCloud2
+from sensor_msgs.msg import Image, JointState, PointCloud2
 from std_msgs.msg import Float64MultiArray, String
 from std_srvs.srv import Trigger
 from trajectory_msgs.msg import JointTrajectory
@@ -45,7 +48,6 @@ from grasp_common import qos, topics
 from grasp_common.params import refuse_runtime_changes
 from grasp_common.rosenv import localhost_env
 from grasp_perception.conversions import cloud_to_numpy
-from grasp_perception.errors import MalformedMessageError
 from grasp_planner import conversions, hardware
 from grasp_planner.franka_ik import FrankaKinematics, IKConfig
 from grasp_planner.hands import HandDescription, load_hand
@@ -64,6 +66,10 @@ NODE_NAME = "grasp_planner"
 JOINT_STATE_TIMEOUT_S = 5.0
 #: Largest difference between the trajectory's first point and the measured joints, radians.
 START_TOLERANCE_RAD = hardware.START_TOLERANCE_RAD
+#: Longest wait for the colour image stamped like the cloud (network trained with images), seconds.
+IMAGE_TIMEOUT_S = 2.0
+#: Object images kept by stamp while waiting for their cloud.
+IMAGE_CACHE_SIZE = 4
 #: How long destroy_node waits for a plan in progress to finish, seconds.
 WORKER_JOIN_TIMEOUT_S = 10.0
 #: Default camera pose: the one of config/functional_grasp.yaml (the YAML overrides it anyway).
@@ -93,6 +99,7 @@ class PlannerNodeConfig:
     velocity_scale: float = _BUILTIN.velocity_scale
     table_z_m: float = _PLANNER.table_z_m
     cloud_topic: str = topics.OBJECT_CLOUD
+    image_topic: str = topics.OBJECT_IMAGE
     plan_on_cloud: bool = True
     joint_state_timeout_s: float = JOINT_STATE_TIMEOUT_S
     command_target: str = "sim"
@@ -130,8 +137,8 @@ class PlannerNodeConfig:
                              f"{', '.join(BACKEND_NAMES)}")
         if not 0 < self.velocity_scale <= 1:
             raise ValueError(f"velocity_scale must be in (0, 1], got {self.velocity_scale}")
-        if not self.cloud_topic:
-            raise ValueError("cloud_topic must not be empty")
+        if not self.cloud_topic or not self.image_topic:
+            raise ValueError("cloud_topic and image_topic must not be empty")
         if self.joint_state_timeout_s <= 0:
             raise ValueError(f"joint_state_timeout_s must be > 0 s, got {self.joint_state_timeout_s}")
 
@@ -167,6 +174,9 @@ _PARAMETERS = {
                        _float_range(0.01, 1.0), None),
     "table_z_m": (_D.table_z_m, "Table top height in the base frame, metres", _float_range(-1.0, 1.0), None),
     "cloud_topic": (_D.cloud_topic, "sensor_msgs/PointCloud2 input: the target object, base frame", None, None),
+    "image_topic": (_D.image_topic, "sensor_msgs/Image input (rgb8/bgr8/rgba8/bgra8): the colour image each object "
+                    "cloud was segmented from, same stamp; read only when the network checkpoint was trained with "
+                    "images", None, None),
     "plan_on_cloud": (_D.plan_on_cloud, "Plan for the first cloud after start-up (later clouds only replace "
                       "the stored one; call ~/replan to plan again)", None, None),
     "joint_state_timeout_s": (_D.joint_state_timeout_s, "Wait this long for /joint_states naming all 7 arm "
@@ -191,6 +201,11 @@ _PARAMETERS = {
     "network_samples": (_D.network_samples, "grasp_backend network: CVAE samples recovered and ranked per request",
                         None, _int_range(1, 256)),
 }
+
+
+def _stamp_ns(stamp) -> int:
+    """``builtin_interfaces/Time`` → integer nanoseconds."""
+    return stamp.sec * 1_000_000_000 + stamp.nanosec
 
 
 class InputError(ValueError):
@@ -247,6 +262,7 @@ class PlannerNode(Node):
         self._cond = threading.Condition()
         self._joints: dict[str, float] = {}
         self._latest_cloud: PointCloud2 | None = None
+        self._images: OrderedDict[int, Image] = OrderedDict()   # object images by stamp, ns (network with images)
         self._request: PointCloud2 | None = None
         self._plan_next_cloud = cfg.plan_on_cloud
         self._busy = False
@@ -268,6 +284,9 @@ class PlannerNode(Node):
         self._status_pub = self.create_publisher(String, topics.PLANNER_STATUS, qos.LATCHED)
         self._pose_pub = self.create_publisher(PoseStamped, "~/grasp_pose", qos.LATCHED)
         self.create_subscription(PointCloud2, cfg.cloud_topic, self._on_cloud, qos.LATCHED)
+        self._uses_image = self.planner.predictor.uses_image
+        if self._uses_image:
+            self.create_subscription(Image, cfg.image_topic, self._on_image, qos.LATCHED)
         self.create_subscription(JointState, topics.JOINT_STATES, self._on_joint_state, qos.STATE)
         self.create_service(Trigger, "~/replan", self._on_replan)
         self.add_on_set_parameters_callback(refuse_runtime_changes(_PARAMETERS, "planner"))
@@ -279,10 +298,11 @@ class PlannerNode(Node):
                 f"hardware commands{'' if cfg.execute else ' (off: execute is false)'}: arm on '{hw.arm_topic}', "
                 f"hand {hw.hand_command_type} on '{hw.hand_topic}' ({len(self._hand_order)} joints: "
                 f"{', '.join(self._hand_order)})")
+        image = f" with its colour image from '{cfg.image_topic}'" if self._uses_image else ""
         self.get_logger().info(
             f"hand '{cfg.hand}', backend '{cfg.motion_backend}', execute={cfg.execute}: planning "
             f"{'the first cloud' if cfg.plan_on_cloud else 'on ~/replan'} from '{cfg.cloud_topic}' "
-            f"(frame '{cfg.base_frame}')")
+            f"(frame '{cfg.base_frame}'){image}")
 
     # --- parameters -------------------------------------------------------------------------
     def _read_parameters(self) -> PlannerNodeConfig:
@@ -298,7 +318,7 @@ class PlannerNode(Node):
             approach_offset_m=float(p["approach_offset_m"]), lift_height_m=float(p["lift_height_m"]),
             num_candidates=int(p["num_candidates"]), seed=int(p["seed"]),
             velocity_scale=float(p["velocity_scale"]), table_z_m=float(p["table_z_m"]),
-            cloud_topic=p["cloud_topic"], plan_on_cloud=bool(p["plan_on_cloud"]),
+            cloud_topic=p["cloud_topic"], image_topic=p["image_topic"], plan_on_cloud=bool(p["plan_on_cloud"]),
             joint_state_timeout_s=float(p["joint_state_timeout_s"]), command_target=p["command_target"],
             arm_command_topic=p["arm_command_topic"], hand_command_topic=p["hand_command_topic"],
             hand_command_type=p["hand_command_type"], hand_joint_order=tuple(p["hand_joint_order"] or ()),
@@ -352,6 +372,13 @@ class PlannerNode(Node):
                 self._request = msg
                 self._cond.notify_all()
 
+    def _on_image(self, msg: Image) -> None:
+        with self._cond:
+            self._images[_stamp_ns(msg.header.stamp)] = msg
+            while len(self._images) > IMAGE_CACHE_SIZE:
+                self._images.popitem(last=False)
+            self._cond.notify_all()
+
     def _on_replan(self, request: Trigger.Request, response: Trigger.Response) -> Trigger.Response:
         with self._cond:
             response.success = True
@@ -398,13 +425,14 @@ class PlannerNode(Node):
         """
         t0 = time.perf_counter()
         try:
-            cloud = self._cloud_points(msg)
+            cloud, pixel_uv = self._cloud_points(msg)
+            image = self._object_image(msg, pixel_uv) if self._uses_image else None
             start = self._wait_for_arm_state()
         except InputError as exc:
             self._publish_failure(msg, str(exc), {"total": time.perf_counter() - t0})
             return None
         t_plan = time.perf_counter()
-        result = self.planner.plan(cloud, start)
+        result = self.planner.plan(cloud, start, image=image, pixel_uv=pixel_uv)
         timings = dict(result.timings_s, total=time.perf_counter() - t_plan)
         if not result.success:
             self._publish_failure(msg, f"planning failed: {result.reason}", timings, result)
@@ -417,8 +445,12 @@ class PlannerNode(Node):
         self._publish_success(msg, result, timings)
         return result
 
-    def _cloud_points(self, msg: PointCloud2) -> np.ndarray:
-        """(N, 3) finite object points in the base frame, metres.
+    def _cloud_points(self, msg: PointCloud2) -> tuple[np.ndarray, np.ndarray | None]:
+        """(N, 3) finite object points in the base frame, metres, and (network with images only) their pixels.
+
+        Returns:
+            ``(xyz, pixel_uv)``: pixel_uv is the (N, 2) (u, v) of each kept point in the colour
+            image, or None when the predictor does not read images or the cloud has no u, v fields.
 
         Raises:
             InputError: wrong frame, malformed, empty, all-NaN or too few points.
@@ -430,7 +462,8 @@ class PlannerNode(Node):
                              "(grasp_perception publishes in base_frame) or fix base_frame")
         try:
             xyz, _ = cloud_to_numpy(msg, skip_nans=False)
-        except MalformedMessageError as exc:
+            pixel_uv = conversions.cloud_pixels(msg) if self._uses_image else None
+        except ValueError as exc:                          # MalformedMessageError, or malformed u, v fields
             raise InputError(f"object cloud on '{cfg.cloud_topic}' is malformed: {exc}") from exc
         if len(xyz) == 0:
             raise InputError(f"object cloud on '{cfg.cloud_topic}' is empty (0 points); check that perception "
@@ -446,7 +479,37 @@ class PlannerNode(Node):
             raise InputError(f"object cloud on '{cfg.cloud_topic}' has {len(xyz)} finite points; the planner "
                              f"needs at least {MIN_OBJECT_POINTS} to model the object (move the camera closer "
                              "or lower the voxel size)")
-        return xyz
+        return xyz, (None if pixel_uv is None else pixel_uv[finite])
+
+    def _object_image(self, msg: PointCloud2, pixel_uv: np.ndarray | None) -> np.ndarray:
+        """(H, W, 3) uint8 RGB of the colour image stamped like the cloud ``msg`` (bounded wait).
+
+        Raises:
+            InputError: the cloud has no u, v fields, no image with its stamp arrived within
+                :data:`IMAGE_TIMEOUT_S`, or the image is not a colour image.
+        """
+        cfg = self.config
+        checkpoint = getattr(self.planner.predictor, "checkpoint", cfg.grasp_checkpoint)
+        if pixel_uv is None:
+            raise InputError(f"object cloud on '{cfg.cloud_topic}' has no fields u, v (each point's pixel), but the "
+                             f"network checkpoint {checkpoint} was trained with images: take the cloud from "
+                             "grasp_perception (it adds u, v) or set grasp_checkpoint to a geometry-only checkpoint")
+        stamp = msg.header.stamp
+        stamp_ns = _stamp_ns(stamp)
+        with self._cond:
+            self._cond.wait_for(lambda: self._stop or stamp_ns in self._images, IMAGE_TIMEOUT_S)
+            image_msg = self._images.get(stamp_ns)
+            have = [f"{s // 1_000_000_000}.{s % 1_000_000_000:09d}" for s in self._images]
+        if image_msg is None:
+            raise InputError(f"no colour image stamped {stamp.sec}.{stamp.nanosec:09d} (the cloud's stamp) on "
+                             f"'{cfg.image_topic}' within {IMAGE_TIMEOUT_S:.1f} s (received stamps: "
+                             f"{', '.join(have) or 'none'}); "
+                             "grasp_perception publishes there the frame each cloud came from: check image_topic, "
+                             "or use a geometry-only grasp_checkpoint")
+        try:
+            return conversions.network_color_image(image_msg)
+        except ValueError as exc:
+            raise InputError(f"{exc} (topic '{cfg.image_topic}')") from exc
 
     def _wait_for_arm_state(self) -> dict[str, float]:
         """Latest joint positions once all 7 arm joints are known (bounded wait).

@@ -108,12 +108,16 @@ class GraspPlanner:
             NetworkPredictorConfig(num_samples=self.config.network_samples), self.kinematics, warn)
         self._root_to_flange = np.linalg.inv(hand.mount_transform)
 
-    def plan(self, cloud: np.ndarray, start: dict[str, float]) -> PlanResult:
+    def plan(self, cloud: np.ndarray, start: dict[str, float], image: np.ndarray | None = None,
+             pixel_uv: np.ndarray | None = None) -> PlanResult:
         """Plan a grasp of the object seen as ``cloud``.
 
         Args:
             cloud: (N, 3) object points in the base frame, metres.
             start: current joint positions by name (must include the 7 arm joints).
+            image: (H, W, 3) uint8 RGB frame the cloud was segmented from, any size; needed by a
+                network trained with images (``predictor.uses_image``), ignored otherwise.
+            pixel_uv: (N, 2) pixel (u, v) (column, row) of each cloud point in ``image``.
 
         Returns:
             PlanResult; ``success`` False with a ``reason`` when no candidate survives.
@@ -130,7 +134,7 @@ class GraspPlanner:
         except ObjectModelError as exc:
             return PlanResult(False, f"object model: {exc}", timings_s=timings)
         try:
-            candidates = self.predictor.predict(cloud, proxy, cfg.num_candidates)
+            candidates = self.predictor.predict(cloud, proxy, cfg.num_candidates, image=image, pixel_uv=pixel_uv)
         except GraspPredictionError as exc:
             return PlanResult(False, f"grasp prediction ({self.predictor.name}): {exc}", timings_s=timings)
         timings["grasp_synthesis"] = time.perf_counter() - t0
