@@ -104,3 +104,13 @@ def test_cli_generate_writes_a_dataset(tmp_path, capsys):
     code = main(["data", "generate", "--category", "hammer", "--objects", "1", "--hand", "nohand",
                  "--out", str(tmp_path)])
     assert code == 1 and "unknown hand" in capsys.readouterr().err
+
+
+def test_a_bad_generator_draw_is_skipped_and_the_run_goes_on(tmp_path):
+    # dataset seed 300, hammer 1: the generator draws a hammer whose mesh is not watertight
+    settings = GenerateSettings(**{**TINY.__dict__, "seed": 300})
+    summary = generate_dataset(settings, ["hammer"], 3, tmp_path, results=_run_inline(), progress=False)
+    assert list(summary.bad_instances) == ["hammer_00001"]
+    assert "not watertight" in summary.bad_instances["hammer_00001"]
+    assert summary.objects_written == 2
+    assert sorted(p.name for p in (tmp_path / "shards").iterdir()) == ["hammer_00000.npz", "hammer_00002.npz"]

@@ -163,6 +163,8 @@ def _cmd_generate(args: argparse.Namespace, rep: Any) -> int:
         rep.line(f"adaptation {sum(summary.adaptation_s) / len(summary.adaptation_s):.2f} s per object "
                  f"({args.grasps} grasps); validation {sum(summary.trials_per_s) / max(len(summary.trials_per_s), 1):.1f} "
                  "disturbance trials/s per object")
+    for name, why in sorted(summary.bad_instances.items()):
+        rep.line(f"skipped {name}: {why}")
     rep.line(f"{summary.objects_written} objects written, {summary.objects_skipped} already done, "
              f"{summary.wall_time_s:.1f} s; dataset: {args.out}")
     return 0

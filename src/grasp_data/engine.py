@@ -84,18 +84,24 @@ def make_object(settings: GenerateSettings, category: str, index: int,
     """Generate, adapt, validate and render object ``index`` of ``category``.
 
     Returns:
-        ``(shard name, shard arrays)`` (:mod:`grasp_data.dataset` format; ``meta`` as a dict).
+        ``(shard name, shard arrays)`` (:mod:`grasp_data.dataset` format; ``meta`` as a dict), or
+        ``(shard name, error text)`` when the generator drew an invalid mesh for this seed (e.g. not
+        watertight): that object is skipped, the run goes on.
     """
     import torch
 
     from grasp_data.adaptation import AdaptationConfig, adapt_grasps
     from grasp_data.demonstrations import load_demonstration
+    from grasp_data.labelled_mesh import MeshValidationError
     from grasp_data.objects import generate
     from grasp_data.transfer import transfer_contacts
 
     torch.set_num_threads(1)
     seed = object_seed(settings.seed, category, index)
-    instance = generate(category, seed)
+    try:
+        instance = generate(category, seed)
+    except MeshValidationError as exc:
+        return shard_name(category, index), str(exc)
     demo = load_demonstration(category)
     transfer = transfer_contacts(demo, instance, seed=seed % 2**31)
     hand = _hand_model(settings.hand)
@@ -190,6 +196,8 @@ class Summary:
         tried, kept: category → grasps tried / kept over the dataset's shards of the run's
             categories (shards written by earlier runs included).
         objects_written, objects_skipped: shards written by this run / already on disk.
+        bad_instances: shard name → why the generator's mesh for that seed was refused (no shard
+            is written; a re-run draws the same mesh and skips it again).
         wall_time_s: wall-clock time of this run.
         adaptation_s: adaptation wall time per object (batch) written by this run.
         trials_per_s: validation throughput per object written by this run (simulated grasps /
@@ -201,6 +209,7 @@ class Summary:
     reasons: dict[str, int] = field(default_factory=dict)
     objects_written: int = 0
     objects_skipped: int = 0
+    bad_instances: dict[str, str] = field(default_factory=dict)
     wall_time_s: float = 0.0
     adaptation_s: list[float] = field(default_factory=list)
     trials_per_s: list[float] = field(default_factory=list)
@@ -309,8 +318,11 @@ def generate_dataset(settings: GenerateSettings, categories: Iterable[str], obje
     with tqdm(total=len(jobs), unit="object", desc=f"data {settings.hand}", disable=not progress) as bar:
         if jobs:
             for name, arrays in results(jobs):
-                writer.write(name, arrays)
-                summary.add(arrays)
+                if isinstance(arrays, str):               # a bad generator draw: skip the object
+                    summary.bad_instances[name] = arrays
+                else:
+                    writer.write(name, arrays)
+                    summary.add(arrays)
                 bar.update(1)
     summary.count_shards(writer, {shard_name(c, i) for c in categories for i in range(objects)})
     summary.wall_time_s = time.perf_counter() - t0
