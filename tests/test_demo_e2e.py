@@ -29,6 +29,7 @@ def _fgrasp() -> list[str]:
 def test_demo_plans_executes_and_reports_a_small_scene(tmp_path, ros_domain_id):
     from PIL import Image
 
+    from functional_grasp import demo as demo_module
     from functional_grasp.demo import STAGES
 
     out = tmp_path / "demo"
@@ -54,6 +55,12 @@ def test_demo_plans_executes_and_reports_a_small_scene(tmp_path, ros_domain_id):
         value = report["timings_s"][stage]
         assert isinstance(value, (int, float)) and math.isfinite(value) and value >= 0.0, (stage, value)
     assert report["failure"] is None
+    backend = report["grasp_backend"]      # the planner's own account of the predictor that planned
+    configured = demo_module.node_parameters("sim", "grasp_planner", {"hand": "shadow"})["grasp_backend"]
+    assert backend["requested"] == configured, backend
+    assert backend["backend"] == report["planner_status"]["chosen"]["info"]["backend"], backend
+    assert (backend["checkpoint_sha256"] is not None) == (backend["backend"] == "network"), backend
+    assert "grasp backend" in proc.stdout
 
     with Image.open(out / "grasp.png") as img:
         img.load()  # decodes the whole file

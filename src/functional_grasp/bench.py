@@ -241,8 +241,14 @@ def build_segmenter():
     return make_segmenter(str(p.get("segmenter", "tabletop")), cfg)
 
 
-def build_planner(hand_name: str):
-    """A GraspPlanner configured from the ``grasp_planner`` parameters of the ``sim`` graph."""
+def build_planner(hand_name: str, planner_params: dict | None = None):
+    """A GraspPlanner configured from the ``grasp_planner`` parameters of the ``sim`` graph.
+
+    Args:
+        hand_name: the hand.
+        planner_params: ``grasp_planner`` overrides applied last, as the launcher applies them
+            (e.g. ``{"grasp_backend": "network"}``); a network fallback warns via :func:`warnings.warn`.
+    """
     from functional_grasp.demo import node_parameters
     from grasp_planner.hands import load_hand
     from grasp_planner.pipeline import GraspPlanner, PlannerConfig, builtin_backend
@@ -250,7 +256,8 @@ def build_planner(hand_name: str):
     from grasp_planner.franka_ik import FrankaKinematics, IKConfig
     from grasp_planner.node import PlannerNodeConfig
 
-    p = node_parameters("sim", "grasp_planner", {"hand": hand_name})
+    p = node_parameters("sim", "grasp_planner", {"hand": hand_name},
+                        {"grasp_planner": dict(planner_params)} if planner_params else None)
     d = PlannerNodeConfig()
     get = lambda key: p.get(key, getattr(d, key))  # noqa: E731
     hand = load_hand(hand_name)

@@ -1,9 +1,11 @@
 """``fgrasp``: the project's command line (demo, launch, bench).
 
     fgrasp demo --object drill --out out/drill       # launch the sim graph, grasp once, report
+    fgrasp demo --grasp-backend network --grasp-checkpoint CKPT   # same, the planner uses the D(R,O) network
     fgrasp launch sim object:=box                      # run a graph until Ctrl-C or a node dies
     fgrasp bench kinematics planner --json out/b.json  # time the stack's parts on this machine
     fgrasp eval --objects mug drill --trials 10        # success rates over random poses (no ROS)
+    fgrasp eval --objects mug --grasp-backend network  # the same pipeline, planner on the network backend
     fgrasp view out/demo                               # the rviz scene of a demo run, as a PNG
     fgrasp data show --category drill --out x.png      # generated objects coloured by region
     fgrasp train --data D --hand shadow --out out/t    # train the D(R,O) grasp network
@@ -25,6 +27,7 @@ from pathlib import Path
 
 from functional_grasp.augment_cli import add_augment_parser, cmd_augment
 from functional_grasp.eval_cli import add_eval_parser, cmd_eval
+from functional_grasp.grasp_backend_args import EXIT_BAD_BACKEND, GraspBackendError, add_grasp_backend_arguments
 from functional_grasp.report import Reporter
 from functional_grasp.train_cli import add_train_parser, cmd_train
 from functional_grasp.view import add_view_parser, cmd_view
@@ -123,8 +126,10 @@ def build_parser() -> argparse.ArgumentParser:
                     "the object on the table, perceive, plan, execute, run the disturbance test, and "
                     "write report.json, grasp.png and scene_after.png into --out. Exit code: 0 the "
                     "grasp was planned, executed and judged (held or not); 2 no joint goal was "
-                    "produced; 3 a goal was produced but no grasp result arrived; 1 set-up error "
-                    "(including a simulator scene other than the one asked for); 130 interrupted.")
+                    "produced, or an unusable --grasp-checkpoint (nothing started); 3 a goal was produced but "
+                    "no grasp result arrived; 1 set-up error (including a simulator scene or grasp backend "
+                    "other than the one asked for); 130 interrupted. report.json records which grasp backend "
+                    "planned (and the checkpoint's path and sha256 for the network).")
     demo.add_argument("--object", type=_object_name, default="mug", metavar="NAME",
                       help="object placed on the table: mug, drill, box or cylinder (default: mug)")
     demo.add_argument("--hand", type=_hand_name, default="shadow", metavar="NAME",
@@ -142,6 +147,7 @@ def build_parser() -> argparse.ArgumentParser:
                       help="simulated camera height, pixels (default: config/functional_grasp.yaml)")
     demo.add_argument("--domain-id", type=_domain_id, default=None, metavar="ID",
                       help="ROS_DOMAIN_ID of the graph (default: $ROS_DOMAIN_ID, else random 1..100)")
+    add_grasp_backend_arguments(demo, "the demo's planner node")
 
     launch = sub.add_parser(
         "launch", help="start a node graph (sim | real_arm | replay) until Ctrl-C or a node dies",
@@ -255,7 +261,11 @@ def _cmd_demo(args: argparse.Namespace, rep: Reporter) -> int:
     try:
         config = DemoConfig(object=args.object, hand=args.hand, out_dir=args.out, timeout_s=args.timeout_s,
                             real_time_factor=args.real_time_factor, camera_width=args.camera_width,
-                            camera_height=args.camera_height, domain_id=args.domain_id)
+                            camera_height=args.camera_height, domain_id=args.domain_id,
+                            grasp_backend=args.grasp_backend, grasp_checkpoint=args.grasp_checkpoint)
+    except GraspBackendError as exc:     # bad command line: nothing started
+        rep.error(str(exc))
+        return EXIT_BAD_BACKEND
     except ValueError as exc:
         rep.error(str(exc))
         return EXIT_SETUP

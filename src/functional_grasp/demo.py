@@ -6,6 +6,8 @@ into the output folder:
 
 - ``report.json`` — object, hand, ``goal_produced``, ``held``, ``max_displacement_m``,
   per-direction displacement, ``timings_s`` per stage, the failure (stage + reason) if any,
+  ``grasp_backend`` (the planner's report of the predictor that planned: ``requested``,
+  ``backend``, ``checkpoint`` + ``checkpoint_sha256`` for the network, ``fallback_reason``),
   versions. Written atomically (temporary file, then ``os.replace``), also when a stage fails.
 - ``grasp.png`` — the predicted grasp configuration rendered by the simulator from the RGB-D
   camera and from the overview camera, side by side, with a title bar.
@@ -16,7 +18,13 @@ into the output folder:
 Exit codes (:func:`run_demo`): 0 the grasp was planned, executed and judged (held or not);
 2 no joint goal was produced; 3 a goal was produced but no grasp result arrived (timeout or a
 node died); 1 the demo could not be set up, or the simulator runs a different scene than asked
-for (checked through sim_bridge's parameter service); 130 interrupted.
+for (checked through sim_bridge's parameter service), or the planner a different grasp backend
+than asked for (checked in its status); 130 interrupted.
+
+The planner's grasp predictor is ``DemoConfig.grasp_backend`` / ``grasp_checkpoint`` (``fgrasp
+demo --grasp-backend network --grasp-checkpoint PATH``), passed to the graph's ``grasp_planner``
+node as parameter overrides; when the planner falls back to the optimiser (no usable checkpoint),
+its warning is printed here too.
 
 Pure helpers (scene parameters, report building, picture composition) take plain values; only
 :class:`DemoMonitor` and :func:`run_demo` touch rclpy.
@@ -84,6 +92,9 @@ class DemoConfig:
         camera_height: simulated camera height, pixels (None: the params file's value).
         domain_id: ROS_DOMAIN_ID of the graph (None: $ROS_DOMAIN_ID, else random 1..100).
         plan_failure_grace_s: wait after a failed plan for a goal still in flight, seconds.
+        grasp_backend: the planner's grasp predictor, ``optimiser`` | ``network`` (None: the params file's).
+        grasp_checkpoint: network checkpoint (None: the params file's); must exist, be a network
+            checkpoint for ``hand``, and the backend be ``network``; stored as an absolute path.
     """
 
     object: str = "mug"
@@ -95,8 +106,11 @@ class DemoConfig:
     camera_height: int | None = None
     domain_id: int | None = None
     plan_failure_grace_s: float = PLAN_FAILURE_GRACE_S
+    grasp_backend: str | None = None
+    grasp_checkpoint: str | None = None
 
     def __post_init__(self) -> None:
+        from functional_grasp.grasp_backend_args import planner_overrides
         from grasp_planner.hands import available_hands
         from sim_bridge.objects import OBJECTS
 
@@ -118,10 +132,18 @@ class DemoConfig:
         if self.plan_failure_grace_s < 0:
             raise ValueError(f"plan_failure_grace_s must be >= 0, got {self.plan_failure_grace_s}")
         object.__setattr__(self, "out_dir", Path(self.out_dir))
+        # GraspBackendError (a ValueError) names a missing or unusable checkpoint.
+        overrides = planner_overrides(self.hand, self.grasp_backend, self.grasp_checkpoint)
+        object.__setattr__(self, "grasp_checkpoint", overrides.get("grasp_checkpoint"))
 
     def graph_arguments(self) -> dict[str, str]:
         """Launch arguments of the ``sim`` graph."""
         return {"hand": self.hand, "object": self.object}
+
+    def planner_overrides(self) -> dict[str, str]:
+        """The ``grasp_planner`` overrides of the grasp backend choice (empty: the params file decides)."""
+        return {k: v for k, v in (("grasp_backend", self.grasp_backend), ("grasp_checkpoint", self.grasp_checkpoint))
+                if v is not None}
 
     def extra_params(self) -> dict[str, dict[str, Any]]:
         """Per-node parameter overrides of the ``sim`` graph for this run."""
@@ -130,7 +152,10 @@ class DemoConfig:
             sim["camera_width"] = int(self.camera_width)
         if self.camera_height is not None:
             sim["camera_height"] = int(self.camera_height)
-        return {"sim_bridge": sim}
+        extra: dict[str, dict[str, Any]] = {"sim_bridge": sim}
+        if self.planner_overrides():
+            extra["grasp_planner"] = self.planner_overrides()
+        return extra
 
 
 # ---------------------------------------------------------------------------------------------
@@ -345,11 +370,13 @@ def build_report(config: DemoConfig, rec: RunRecord, domain_id: int | None,
         if rec.perception else None,
         "perception_frames": rec.perception_frames,
         "planner_status": rec.planner_status,
+        "grasp_backend": (rec.planner_status or {}).get("grasp_backend"),
         "joint_goal": rec.joint_goal,
         "grasp_result": rec.result,
         "run": {"ros_domain_id": domain_id, "real_time_factor": config.real_time_factor,
                 "camera_width": config.camera_width, "camera_height": config.camera_height,
-                "timeout_s": config.timeout_s},
+                "timeout_s": config.timeout_s, "grasp_backend": config.grasp_backend,
+                "grasp_checkpoint": config.grasp_checkpoint},
         "sim_parameters": rec.sim_parameters,
         "node_returncodes": rec.node_returncodes,
         "node_pids": rec.node_pids,
@@ -493,8 +520,11 @@ def summary_rows(report: Mapping[str, Any]) -> list[tuple[str, Any]]:
     disp = report.get("max_displacement_m")
     thr = report.get("threshold_m")
     failure = report.get("failure")
+    from functional_grasp.grasp_backend_args import describe_backend
+
     rows: list[tuple[str, Any]] = [
         ("object", report["object"]), ("hand", report["hand"]),
+        ("grasp backend", describe_backend(report.get("grasp_backend"))),
         ("goal produced", report["goal_produced"]),
         ("evaluated", report["evaluated"]),
         ("held", report["held"] if report["evaluated"] else None),
@@ -667,9 +697,16 @@ class _Progress:
                       f"{(p.get('timing_ms') or {}).get('total')} ms")
         st = rec.planner_status
         if st is not None:
+            from functional_grasp.grasp_backend_args import fallback_warning
+
+            backend = st.get("grasp_backend") or {}
+            if fallback_warning(backend) and "fallback" not in self.seen:
+                self.seen.add("fallback")
+                self.rep.warning(f"grasp_planner: {fallback_warning(backend)}")
             ok = planner_ok(st)
             tim = st.get("timings_s") or {}
-            text = ", ".join(f"{k} {v:.2f} s" for k, v in tim.items() if isinstance(v, (int, float)))
+            used = [f"{backend['backend']} backend"] if backend.get("backend") else []
+            text = ", ".join(used + [f"{k} {v:.2f} s" for k, v in tim.items() if isinstance(v, (int, float))])
             if ok is True:
                 self.once("plan_ok", "planning", "done", text)
             elif ok is False:
@@ -688,6 +725,8 @@ class _Progress:
 def _wait_for_grasp(graph, monitor: DemoMonitor, config: DemoConfig, rec: RunRecord,
                     progress: _Progress, deadline: float) -> None:
     """Poll until the grasp result, a definite failure, a dead node or ``deadline`` (monotonic s)."""
+    from functional_grasp.grasp_backend_args import backend_mismatch
+
     names = tuple(["object", "hand", *config.extra_params()["sim_bridge"]])
     while True:
         if rec.sim_parameters is None:
@@ -701,6 +740,10 @@ def _wait_for_grasp(graph, monitor: DemoMonitor, config: DemoConfig, rec: RunRec
                 progress.rep.stage("scene", "checked", ", ".join(f"{k}={v}" for k, v in values.items()))
         with monitor.lock:
             progress.update(rec)
+            mismatch = backend_mismatch(config.planner_overrides(), (rec.planner_status or {}).get("grasp_backend"))
+            if mismatch:
+                rec.failure_stage, rec.failure_reason = "setup", mismatch
+                return
             if rec.result is not None:
                 t_result = rec.t_result
                 break

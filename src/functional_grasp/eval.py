@@ -11,7 +11,9 @@ the same results with any number of workers.
 Writes into ``out_dir`` (each file atomically):
 
 - ``results.json`` — config, per-object and overall summaries (success with 95 % Wilson
-  intervals, failure counts by reason, stage latency median/p95) and every trial.
+  intervals, failure counts by reason, stage latency median/p95), every trial (with the grasp
+  backend that planned it), and ``grasp_backend``: what was asked for and which backend(s) really
+  planned (:func:`backend_summary`; checkpoint path and SHA-256 for the network).
 - ``gallery.png`` — the predicted grasp of every trial (robot drawn at the joint goal; the scene
   as perceived when no goal was produced), captioned with object, trial and outcome.
 """
@@ -65,6 +67,10 @@ class EvalConfig:
         yaw_range_rad: yaw uniform within ± this.
         camera_width / camera_height: rendered RGB-D frame, pixels.
         gallery: render thumbnails and write gallery.png.
+        grasp_backend: the planner's grasp predictor, ``optimiser`` | ``network`` (None: the
+            ``grasp_planner`` section of config/functional_grasp.yaml decides).
+        grasp_checkpoint: network checkpoint (None: the params file's); must exist, be a network
+            checkpoint for ``hand``, and the backend be ``network``; stored as an absolute path.
     """
 
     objects: tuple[str, ...] = ("all",)
@@ -83,8 +89,11 @@ class EvalConfig:
     camera_width: int = 640
     camera_height: int = 480
     gallery: bool = True
+    grasp_backend: str | None = None
+    grasp_checkpoint: str | None = None
 
     def __post_init__(self) -> None:
+        from functional_grasp.grasp_backend_args import GraspBackendError, planner_overrides
         from grasp_planner.hands import available_hands
 
         put = lambda k, v: object.__setattr__(self, k, v)  # noqa: E731 - frozen
@@ -105,6 +114,16 @@ class EvalConfig:
             raise EvalInputError("xy_jitter_m must be >= 0 and yaw_range_rad in 0..pi")
         if not (16 <= self.camera_width <= 4096 and 16 <= self.camera_height <= 4096):
             raise EvalInputError(f"camera size {self.camera_width}x{self.camera_height} must be 16..4096 pixels")
+        try:
+            overrides = planner_overrides(self.hand, self.grasp_backend, self.grasp_checkpoint)
+        except GraspBackendError as exc:
+            raise EvalInputError(str(exc)) from None
+        put("grasp_checkpoint", overrides.get("grasp_checkpoint"))
+
+    def planner_overrides(self) -> dict[str, str]:
+        """The ``grasp_planner`` parameter overrides of the grasp backend choice (empty: the params file decides)."""
+        return {k: v for k, v in (("grasp_backend", self.grasp_backend), ("grasp_checkpoint", self.grasp_checkpoint))
+                if v is not None}
 
 
 @dataclass(frozen=True)
@@ -180,7 +199,8 @@ def make_tasks(config: EvalConfig, objects: Sequence[PreparedObject]) -> list[Tr
             tasks.append(TrialTask(object=obj.name, trial=trial, seed=s, hand=config.hand,
                                    xy=(config.xy_center[0] + float(dx), config.xy_center[1] + float(dy)),
                                    yaw_rad=yaw, camera_width=config.camera_width,
-                                   camera_height=config.camera_height, thumbnail=config.gallery))
+                                   camera_height=config.camera_height, thumbnail=config.gallery,
+                                   planner_params=tuple(sorted(config.planner_overrides().items()))))
     return tasks
 
 
@@ -274,12 +294,35 @@ def build_results(config: EvalConfig, objects: Sequence[PreparedObject], trials:
         "protocol": {"simulator": "MuJoCo", **protocol},
         "objects": per_object,
         "overall": summarize(rows, functional),
+        "grasp_backend": backend_summary(config, rows),
         "trials": rows,
         "wall_time_s": wall_s,
         "trials_per_s": (len(rows) / wall_s) if wall_s > 0 else None,
         "outputs": {"results": RESULTS_FILE, "gallery": GALLERY_FILE if config.gallery else None},
         "versions": versions(),
     })
+
+
+def backend_summary(config: EvalConfig, rows: Sequence[dict]) -> dict:
+    """Which grasp backend was asked for and which really planned the trials (``results.json`` ``grasp_backend``).
+
+    Args:
+        config: the run (its command-line choice; None fields = the params file's).
+        rows: trial dicts (:meth:`TrialResult.to_dict`); trials that never reached the planner carry no backend.
+
+    Returns:
+        ``{"command_line": {"grasp_backend", "grasp_checkpoint"}, "planned_by": [{"backend", "checkpoint",
+        "checkpoint_sha256", "fallback_reason", "requested", "trials"}, ...]}``: one entry per distinct
+        predictor, with the number of trials it planned.
+    """
+    planned: dict[str, dict] = {}
+    for row in rows:
+        info = row.get("grasp_backend")
+        if info:
+            key = json.dumps(info, sort_keys=True)
+            planned.setdefault(key, {**info, "trials": 0})["trials"] += 1
+    return {"command_line": {"grasp_backend": config.grasp_backend, "grasp_checkpoint": config.grasp_checkpoint},
+            "planned_by": list(planned.values())}
 
 
 def write_outputs(config: EvalConfig, results: dict, trials: Sequence[TrialResult]) -> None:
@@ -292,8 +335,9 @@ def write_outputs(config: EvalConfig, results: dict, trials: Sequence[TrialResul
     out.mkdir(parents=True, exist_ok=True)
     if config.gallery:
         items = [(t.object, t.trial, t.outcome, t.detail, t.thumbnail) for t in trials]
-        title = (f"{config.hand} hand, seed {config.seed}: success {percent_ci(results['overall']['success'])}"
-                 "; hand drawn at the predicted grasp")
+        planned_by = ", ".join(sorted({p["backend"] for p in results["grasp_backend"]["planned_by"]})) or "no"
+        title = (f"{config.hand} hand, {planned_by} grasps, seed {config.seed}: success "
+                 f"{percent_ci(results['overall']['success'])}; hand drawn at the predicted grasp")
         atomic_write_bytes(out / GALLERY_FILE, gallery_png(items, title))
     atomic_write_bytes(out / RESULTS_FILE,
                        (json.dumps(results, indent=2, allow_nan=False) + "\n").encode())

@@ -4,6 +4,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from functional_grasp.grasp_backend_args import (add_grasp_backend_arguments, describe_backend, fallback_warning,
+                                                  refuse_with_network_mode)
 from functional_grasp.report import Reporter
 
 
@@ -22,14 +24,19 @@ def _int_at_least(lowest: int):
 def add_eval_parser(sub) -> None:
     """Add ``fgrasp eval`` to the subparsers ``sub``."""
     ev = sub.add_parser(
-        "eval", help="success rates of the whole pipeline over objects x random poses (no ROS)",
-        description="For every object and trial: place the object at a random pose on the table, render "
-                    "the RGB-D camera, segment, plan, execute in MuJoCo and run the D(R,O) disturbance "
-                    "test, all in process on the nodes' cores. Prints success with 95 % Wilson "
-                    "intervals, failure reasons and stage latencies; writes results.json and "
-                    "gallery.png into --out. Exit code: 0 evaluated (whatever the success rate); "
-                    "2 bad input (unknown object, unreadable mesh or regions file); 1 the results "
-                    "could not be written; 130 interrupted (the trials done so far are written).")
+        "eval", help="success rates of the whole pipeline over objects x random poses (no ROS); "
+                     "with --network: a network checkpoint alone on generated objects",
+        description="Two evaluations. PIPELINE (default): for every object and trial, place the object at a "
+                    "random pose on the table, render the RGB-D camera, segment, plan with the planner's "
+                    "grasp backend (--grasp-backend, default from config/functional_grasp.yaml), execute in "
+                    "MuJoCo and run the D(R,O) disturbance test, all in process on the nodes' cores. Prints "
+                    "success with 95 % Wilson intervals, failure reasons, stage latencies and the grasp "
+                    "backend that planned; writes results.json and gallery.png into --out. NETWORK "
+                    "(--network CHECKPOINT): no scene, perception or planner; see 'network mode' below. "
+                    "Exit code: 0 evaluated (whatever the success rate); 2 bad input (unknown object, "
+                    "unreadable mesh or regions file, unusable --grasp-checkpoint, --grasp-backend with "
+                    "--network); 1 the results could not be written; 130 interrupted (the trials done so far "
+                    "are written).")
     ev.add_argument("--objects", nargs="+", default=None, metavar="NAME",
                     help="catalogue objects (mug drill box cylinder) or 'all' (default: all, unless "
                          "--mesh is given); with --network: one number, held-out instances per category")
@@ -61,6 +68,10 @@ def add_eval_parser(sub) -> None:
     ev.add_argument("--camera-height", type=_int_at_least(16), default=480, metavar="PX",
                     help="rendered RGB-D height, pixels (default: 480)")
     ev.add_argument("--no-gallery", action="store_true", help="skip the thumbnails and gallery.png")
+    pipe = ev.add_argument_group(
+        "pipeline mode", "the planner's grasp predictor in the full-pipeline evaluation (not with --network); "
+        "results.json records the backend that planned every trial, with the checkpoint's path and sha256")
+    add_grasp_backend_arguments(pipe, "the pipeline's planner")
     net = ev.add_argument_group(
         "network mode", "--network CHECKPOINT: judge the D(R,O) network's top-ranked grasp on held-out generated "
         "instances (seeds no training data uses) with the data engine's validator (floating hand, D(R,O) "
@@ -87,6 +98,11 @@ def cmd_eval(args: argparse.Namespace, rep: Reporter) -> int:
     if args.network is not None:
         from functional_grasp.net_eval_cli import cmd_network_eval
 
+        refused = refuse_with_network_mode(args)
+        if refused:
+            rep.error(refused)
+            return EXIT_BAD_INPUT
+
         return cmd_network_eval(args, rep)
     if args.category is not None:
         rep.error("--category selects generated instances for --network; use --objects or --mesh without it")
@@ -98,9 +114,11 @@ def cmd_eval(args: argparse.Namespace, rep: Reporter) -> int:
                             collision=args.collision, trials=args.trials, seed=args.seed, hand=args.hand,
                             workers=args.workers, out_dir=args.out, xy_jitter_m=args.xy_jitter_m,
                             camera_width=args.camera_width, camera_height=args.camera_height,
-                            gallery=not args.no_gallery)
+                            gallery=not args.no_gallery, grasp_backend=args.grasp_backend,
+                            grasp_checkpoint=args.grasp_checkpoint)
+        asked = config.grasp_backend or "grasp backend from config/functional_grasp.yaml"
         rep.stage("eval", "started", f"{args.trials} trial(s) per object, {args.workers} worker(s), "
-                  f"{args.hand} hand, seed {args.seed}")
+                  f"{args.hand} hand, {asked}, seed {args.seed}")
         results = run_eval(config, progress=not args.no_progress)
     except EvalInputError as exc:
         rep.error(str(exc))
@@ -115,6 +133,10 @@ def cmd_eval(args: argparse.Namespace, rep: Reporter) -> int:
     rep.line()
     rep.table(latency_rows(results), headers=("stage", "n", "median s", "p95 s"), title="stage latency (all trials)")
     rep.line()
+    for used in results["grasp_backend"]["planned_by"]:
+        rep.line(f"grasp backend: {describe_backend(used)} planned {used['trials']} trial(s)")
+        if fallback_warning(used):
+            rep.warning(f"planner: {fallback_warning(used)}")
     rep.line(f"wrote {config.out_dir / RESULTS_FILE}"
              + ("" if args.no_gallery else f" and {config.out_dir / 'gallery.png'}"))
     return EXIT_OK

@@ -3,8 +3,10 @@
 A trial places the object at its pose, lets it settle, renders the RGB-D camera, segments the
 object (:func:`functional_grasp.bench.build_segmenter`, the ``grasp_perception`` node's
 parameters), plans (:func:`functional_grasp.bench.build_planner`, the ``grasp_planner`` node's
-parameters and built-in backend), executes the trajectory in MuJoCo, holds like ``sim_bridge``
-does, and runs the disturbance test (:func:`sim_bridge.evaluation.run_disturbance_test`).
+parameters with the task's overrides, e.g. the grasp backend, and the built-in motion backend;
+the colour image and each point's pixel go with the cloud, as the nodes pass them), executes the
+trajectory in MuJoCo, holds like ``sim_bridge`` does, and runs the disturbance test
+(:func:`sim_bridge.evaluation.run_disturbance_test`).
 
 Outcome (``TrialResult.outcome``): ``success``, or the first failure of
 :data:`FAILURE_REASONS`, in pipeline order:
@@ -61,6 +63,8 @@ class TrialTask:
         yaw_rad: object rotation about the table normal.
         camera_width / camera_height: pixels of the rendered RGB-D frame.
         thumbnail: render a gallery thumbnail of the predicted grasp.
+        planner_params: ``grasp_planner`` parameter overrides as sorted (name, value) pairs
+            (``grasp_backend``, ``grasp_checkpoint``); empty = the params file's values.
     """
 
     object: str
@@ -72,11 +76,16 @@ class TrialTask:
     camera_width: int = 640
     camera_height: int = 480
     thumbnail: bool = True
+    planner_params: tuple[tuple[str, str], ...] = ()
 
 
 @dataclass
 class TrialResult:
-    """The outcome of one trial (JSON-ready through :meth:`to_dict`, thumbnail excluded)."""
+    """The outcome of one trial (JSON-ready through :meth:`to_dict`, thumbnail excluded).
+
+    ``grasp_backend`` is the planner's :meth:`~grasp_planner.grasp_predictor.GraspPredictor.describe`
+    (plus ``requested``) for a trial that reached the planner, else None.
+    """
 
     object: str
     trial: int
@@ -94,6 +103,7 @@ class TrialResult:
     max_displacement_m: float | None = None
     hand_contacts: int | None = None
     object_mass_kg: float | None = None
+    grasp_backend: dict | None = None
     timings_s: dict = field(default_factory=dict)
     thumbnail: np.ndarray | None = None
 
@@ -123,12 +133,13 @@ class _ProcessCache:
             self.worlds[key] = SimWorld(replace(base, object=task.object, hand=task.hand))
         return self.worlds[key]
 
-    def planner(self, hand: str):
+    def planner(self, task: TrialTask):
         from functional_grasp.bench import build_planner
 
-        if hand not in self.planners:
-            self.planners[hand] = build_planner(hand)
-        return self.planners[hand]
+        key = (task.hand, task.planner_params)
+        if key not in self.planners:
+            self.planners[key] = build_planner(task.hand, dict(task.planner_params))
+        return self.planners[key]
 
     def get_segmenter(self):
         from functional_grasp.bench import build_segmenter
@@ -258,13 +269,15 @@ def _run(task: TrialTask, res: TrialResult) -> None:
     try:
         seg = cache.get_segmenter().segment(frame.rgb, frame.depth, intr, frame.T_base_camera_optical)
         cloud = np.asarray(seg.points, dtype=float)
+        pixel_uv = np.asarray(seg.pixels, dtype=float)[:, ::-1]       # (row, col) -> (u, v), as perception
     except PerceptionError as exc:
         t["perception"] = time.perf_counter() - t0
         res.outcome, res.detail = "no_object", f"{type(exc).__name__}: {exc}"
         _finish_thumbnail(task, world, res, None)
         return
     t["perception"] = time.perf_counter() - t0
-    cloud = cloud[np.all(np.isfinite(cloud), axis=1)]
+    finite = np.all(np.isfinite(cloud), axis=1)
+    cloud, pixel_uv = cloud[finite], pixel_uv[finite]
     res.cloud_points = int(len(cloud))
     if len(cloud) < MIN_OBJECT_POINTS:
         res.outcome = "no_object"
@@ -272,7 +285,9 @@ def _run(task: TrialTask, res: TrialResult) -> None:
         _finish_thumbnail(task, world, res, None)
         return
 
-    plan = cache.planner(task.hand).plan(cloud, world.joint_positions())
+    planner = cache.planner(task)
+    res.grasp_backend = {"requested": planner.config.grasp_backend, **planner.predictor.describe()}
+    plan = planner.plan(cloud, world.joint_positions(), image=frame.rgb, pixel_uv=pixel_uv)
     t["synthesis"] = plan.timings_s.get("grasp_synthesis")
     t["ik"] = plan.timings_s.get("ik")
     t["motion_plan"] = plan.timings_s.get("motion_plan")

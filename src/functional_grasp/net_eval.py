@@ -10,7 +10,6 @@ Objects whose generator draw fails (``bad_instance``) are listed but not counted
 """
 from __future__ import annotations
 
-import hashlib
 import time
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
@@ -21,17 +20,13 @@ from typing import Any
 from functional_grasp.bench import write_json
 from functional_grasp.eval_stats import percent_ci, rate
 from functional_grasp.net_deploy import BAD_INSTANCE, DeployConfig, Deployer, ObjectRef, heldout_objects
+from grasp_planner.grasp_predictor import file_sha256
 
 #: Format tag and file name of the results.
 RESULTS_FORMAT = "functional_grasp.network_eval/1"
 RESULTS_FILE = "network_eval.json"
 #: Columns of :func:`summary_rows`.
 SUMMARY_HEADERS = ("category", "objects", "stable [95 % CI]", "stable + functional [95 % CI]", "failures")
-
-
-def file_sha256(path: str | Path) -> str:
-    """Hex SHA-256 of a file (identifies the checkpoint a result belongs to)."""
-    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
 
 
 def summarize_records(records: Iterable[Mapping], hand: str) -> dict[str, Any]:

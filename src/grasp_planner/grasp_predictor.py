@@ -12,7 +12,9 @@ the planner then runs the same IK, motion planning and safety checks on either.
   pose by the Franka IK.
 
 :func:`make_grasp_predictor` picks one by name; a missing network checkpoint or one made for another
-hand or config gives a warning with the reason and the optimiser instead.
+hand or config gives a warning with the reason and the optimiser instead. :meth:`GraspPredictor.describe`
+says which backend really plans (checkpoint path and SHA-256 for the network, the fallback reason for
+an optimiser standing in for it); every candidate's ``info["backend"]`` names the backend that made it.
 """
 from __future__ import annotations
 
@@ -67,17 +69,38 @@ class GraspPredictor(ABC):
     def no_candidate_reason(self) -> str:
         """Why :meth:`predict` may return nothing (for the planner's failure message)."""
 
+    def describe(self) -> dict:
+        """What plans the grasps, for status messages and result files (plain JSON types).
+
+        Returns:
+            ``{"backend": name, "checkpoint": path or None, "checkpoint_sha256": hex or None,
+            "fallback_reason": why the network was asked for but this backend plans, or None}``.
+        """
+        return {"backend": self.name, "checkpoint": None, "checkpoint_sha256": None, "fallback_reason": None}
+
 
 class OptimiserPredictor(GraspPredictor):
-    """The optimisation-based synthesiser as a predictor (the default backend)."""
+    """The optimisation-based synthesiser as a predictor (the default backend).
+
+    Args:
+        synthesizer: the optimiser.
+        fallback_reason: set when it stands in for a network that could not be used (the warning text).
+    """
 
     name = "optimiser"
 
-    def __init__(self, synthesizer: GraspSynthesizer):
+    def __init__(self, synthesizer: GraspSynthesizer, fallback_reason: str = ""):
         self.synthesizer = synthesizer
+        self.fallback_reason = fallback_reason
 
     def predict(self, cloud, proxy, max_results, image=None, pixel_uv=None):
-        return self.synthesizer.synthesize(proxy, max_results=max_results)
+        candidates = self.synthesizer.synthesize(proxy, max_results=max_results)
+        for candidate in candidates:
+            candidate.info.setdefault("backend", self.name)
+        return candidates
+
+    def describe(self) -> dict:
+        return {**super().describe(), "fallback_reason": self.fallback_reason or None}
 
     def no_candidate_reason(self) -> str:
         return (f"no hand pose puts the thumb and {self.synthesizer.config.min_contacts - 1} fingers on the "
@@ -151,6 +174,7 @@ class NetworkPredictor(GraspPredictor):
         self.hand, self.config = hand, config or NetworkPredictorConfig()
         self.checkpoint = Path(checkpoint)
         self.model, self.extra = load_checkpoint(self.checkpoint, hand=hand.name)
+        self.checkpoint_sha256 = file_sha256(self.checkpoint)
         self.network_config = self.model.config
         self.uses_image = bool(self.network_config.use_image)
         _, self.kin, self.chain = cached_hand_chain(hand.name, self.network_config.hand_points)
@@ -166,6 +190,10 @@ class NetworkPredictor(GraspPredictor):
             from grasp_planner.franka_ik import FrankaKinematics
 
             self._ik = FrankaKinematics()
+
+    def describe(self) -> dict:
+        return {**super().describe(), "checkpoint": str(self.checkpoint.resolve()),
+                "checkpoint_sha256": self.checkpoint_sha256}
 
     def no_candidate_reason(self) -> str:
         return (f"every one of the network's {self.config.num_samples} samples penetrates the object or the "
@@ -305,6 +333,13 @@ class NetworkPredictor(GraspPredictor):
         return results
 
 
+def file_sha256(path: str | Path) -> str:
+    """Hex SHA-256 of a file's bytes (identifies a checkpoint in status messages and result files)."""
+    import hashlib
+
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
 def default_checkpoint(hand_name: str) -> Path:
     """Where the planner looks for a hand's shipped checkpoint: ``config/checkpoints/<hand>.safetensors``."""
     from grasp_common.rosenv import config_dir
@@ -339,12 +374,14 @@ def make_grasp_predictor(backend: str, hand: HandDescription, synthesizer: Grasp
         warn = lambda text: warnings.warn(text, RuntimeWarning, stacklevel=3)  # noqa: E731
     path = Path(checkpoint) if checkpoint else default_checkpoint(hand.name)
     if not path.is_file():
-        warn(f"grasp_backend network: no network checkpoint for hand '{hand.name}' at {path}; planning with the "
-             f"optimiser instead. Train one with `fgrasp train --hand {hand.name} --data DIR --out DIR` and set "
-             "grasp_checkpoint to its last.safetensors")
-        return OptimiserPredictor(synthesizer)
+        text = (f"grasp_backend network: no network checkpoint for hand '{hand.name}' at {path}; planning with the "
+                f"optimiser instead. Train one with `fgrasp train --hand {hand.name} --data DIR --out DIR` and set "
+                "grasp_checkpoint to its last.safetensors")
+        warn(text)
+        return OptimiserPredictor(synthesizer, fallback_reason=text)
     try:
         return NetworkPredictor(hand, path, config, kinematics)
     except ValueError as exc:                       # CheckpointMismatchError and unreadable files
-        warn(f"grasp_backend network: refused checkpoint {path}: {exc}; planning with the optimiser instead")
-        return OptimiserPredictor(synthesizer)
+        text = f"grasp_backend network: refused checkpoint {path}: {exc}; planning with the optimiser instead"
+        warn(text)
+        return OptimiserPredictor(synthesizer, fallback_reason=text)

@@ -11,7 +11,8 @@ trained with images also ``image_topic`` (the colour image the cloud was segment
 to the cloud by stamp; the cloud's fields u, v give each point's pixel in it). Out (latched unless
 noted): ``/grasp_planner/joint_goal`` (JointState, arm + hand), ``/grasp_planner/trajectory``
 (JointTrajectory, command QoS, only with ``execute`` and the builtin backend),
-``/grasp_planner/markers`` (MarkerArray), ``/grasp_planner/status`` (String, JSON),
+``/grasp_planner/markers`` (MarkerArray), ``/grasp_planner/status`` (String, JSON; its
+``grasp_backend`` entry says which predictor planned: backend, checkpoint + SHA-256, fallback reason),
 ``~/grasp_pose`` (PoseStamped, flange at the grasp).
 
 With ``command_target: hardware`` (the real arm) an executed plan goes to the controllers instead
@@ -299,8 +300,11 @@ class PlannerNode(Node):
                 f"hand {hw.hand_command_type} on '{hw.hand_topic}' ({len(self._hand_order)} joints: "
                 f"{', '.join(self._hand_order)})")
         image = f" with its colour image from '{cfg.image_topic}'" if self._uses_image else ""
+        used = self.planner.predictor.describe()
+        checkpoint = f" ({used['checkpoint']})" if used["checkpoint"] else ""
         self.get_logger().info(
-            f"hand '{cfg.hand}', backend '{cfg.motion_backend}', execute={cfg.execute}: planning "
+            f"hand '{cfg.hand}', grasp backend '{used['backend']}'{checkpoint}, "
+            f"backend '{cfg.motion_backend}', execute={cfg.execute}: planning "
             f"{'the first cloud' if cfg.plan_on_cloud else 'on ~/replan'} from '{cfg.cloud_topic}' "
             f"(frame '{cfg.base_frame}'){image}")
 
@@ -628,10 +632,20 @@ class PlannerNode(Node):
         specs = grasp_markers(candidates, self._hand_surface, chosen, self.config.approach_offset_m)
         self._markers_pub.publish(conversions.marker_array_msg(specs, self.config.base_frame, msg.header.stamp))
 
+    def grasp_backend_info(self) -> dict:
+        """The ``grasp_backend`` entry of every status: the backend asked for (parameter) and the one planning.
+
+        Returns:
+            ``{"requested": grasp_backend parameter, "backend": the predictor that plans, "checkpoint",
+            "checkpoint_sha256" (network), "fallback_reason" (network asked for, optimiser planning)}``.
+        """
+        return {"requested": self.config.grasp_backend, **self.planner.predictor.describe()}
+
     def _publish_status(self, msg: PointCloud2, status: dict) -> None:
         stamp = msg.header.stamp
         timings = {k: status["timings_s"].get(k) for k in TIMING_KEYS}
-        status = {**status, "timings_s": timings, "stamp": {"sec": stamp.sec, "nanosec": stamp.nanosec}}
+        status = {**status, "timings_s": timings, "stamp": {"sec": stamp.sec, "nanosec": stamp.nanosec},
+                  "grasp_backend": self.grasp_backend_info()}
         self._status_pub.publish(String(data=json.dumps(_json_safe(status))))
 
     # --- teardown --------------------------------------------------------------------------------------
