@@ -202,3 +202,84 @@ def test_image_features_follow_the_projected_pixel():
         blank = encoder(torch.zeros_like(image), uv)
     change = (feats - blank).norm(dim=-1)[0]
     assert change[1] > 3 * change[0]                                  # the point on the patch sees it most
+
+
+def _yaw(angle: float) -> torch.Tensor:
+    c, s = torch.cos(torch.tensor(angle)), torch.sin(torch.tensor(angle))
+    return torch.tensor([[c, -s, 0.0], [s, c, 0.0], [0.0, 0.0, 1.0]])
+
+
+def test_geometric_decoder_matrices_are_distances_of_one_hand_placement():
+    config = dataclasses.replace(TINY, decoder="geometric", use_image=False)
+    model = DRONetwork(config).eval()
+    batch = _scenes(config, 2, seed=5)
+    with torch.no_grad():
+        out = model(DROBatch(batch.object_points, batch.hand_points), num_samples=3)
+    assert out.distances.shape == (2, 3, config.hand_points, config.sampled_object_points)
+    # a realisable matrix: multilateration puts every hand point where its distances agree exactly
+    hand = predicted_hand_points(out).reshape(2, 3, config.hand_points, 3)
+    again = torch.cdist(hand, out.object_points.unsqueeze(1).expand(-1, 3, -1, -1))
+    assert (again - out.distances).abs().max() < 2e-3                   # within the norm's 1 mm smoothing
+    with pytest.raises(ValueError, match="decoder must be one of kernel, geometric"):
+        dataclasses.replace(TINY, decoder="mlp")
+
+
+def test_a_short_geometric_training_run_lowers_the_loss():
+    config = dataclasses.replace(TINY, decoder="geometric", use_image=False, canonical_yaw=True)
+    torch.manual_seed(0)
+    model = DRONetwork(config)
+    data = _scenes(config, 8, seed=3)
+    data = DROBatch(data.object_points, data.hand_points, hand_points_grasp=data.hand_points_grasp)
+    before = _eval_l1(model, data)
+    opt = torch.optim.Adam(model.parameters(), lr=3e-3)
+    model.train()
+    for _ in range(40):
+        loss = dro_loss(model(data), data, config)
+        opt.zero_grad()
+        loss.total.backward()
+        opt.step()
+    assert _eval_l1(model, data) < 0.8 * before
+
+
+def test_canonical_yaw_makes_the_prediction_the_same_for_every_yaw_and_place():
+    config = dataclasses.replace(TINY, decoder="geometric", use_image=False, canonical_yaw=True,
+                                 use_importance_sampling=False)
+    torch.manual_seed(1)
+    model = DRONetwork(config).eval()
+    obj = torch.randn(1, config.object_points, 3) * torch.tensor([0.1, 0.03, 0.02])
+    obj[0, :10, 0] += 0.15                                                # asymmetric: a defined +x end
+    hand = torch.randn(config.hand_points, 3) * 0.03
+    moved = obj @ _yaw(2.1).T + torch.tensor([0.4, -0.2, 0.05])
+    with torch.no_grad():
+        torch.manual_seed(2)
+        a = model(DROBatch(obj, hand), num_samples=2)
+        torch.manual_seed(2)
+        b = model(DROBatch(moved, hand), num_samples=2)
+    assert torch.allclose(a.distances, b.distances, atol=1e-5)
+    assert torch.allclose(b.object_points, moved.gather(1, b.object_indices[..., None].expand(-1, -1, 3)))
+    # without canonicalisation the same network sees a different cloud
+    plain = DRONetwork(dataclasses.replace(config, canonical_yaw=False)).eval()
+    plain.load_state_dict(model.state_dict())
+    with torch.no_grad():
+        torch.manual_seed(2)
+        c = plain(DROBatch(moved, hand), num_samples=2)
+    assert not torch.allclose(a.distances, c.distances, atol=1e-3)
+
+
+def test_yaw_augmentation_turns_object_and_grasp_together():
+    import numpy as np
+
+    from grasp_planner.network.data import rotate_about_vertical
+
+    rng = np.random.default_rng(0)
+    pts = rng.normal(size=(50, 3)) * 0.05 + [0.5, 0.1, 0.1]
+    nrm = rng.normal(size=(50, 3))
+    nrm /= np.linalg.norm(nrm, axis=1, keepdims=True)
+    wrist = np.eye(4)
+    wrist[:3, 3] = [0.6, 0.1, 0.15]
+    p2, n2, w2 = rotate_about_vertical(pts, nrm, wrist, 1.0)
+    np.testing.assert_allclose(np.linalg.norm(p2 - w2[:3, 3], axis=1), np.linalg.norm(pts - wrist[:3, 3], axis=1))
+    np.testing.assert_allclose(p2.mean(axis=0), pts.mean(axis=0), atol=1e-12)   # turned in place, on the table
+    np.testing.assert_allclose(p2[:, 2], pts[:, 2])
+    np.testing.assert_allclose((n2 * (p2 - w2[:3, 3])).sum(1), (nrm * (pts - wrist[:3, 3])).sum(1), atol=1e-12)
+    np.testing.assert_allclose(w2[:3, :3] @ w2[:3, :3].T, np.eye(3), atol=1e-12)

@@ -5,6 +5,9 @@ import json
 from dataclasses import asdict, dataclass, fields
 from typing import Any
 
+#: Distance-matrix decoders (:attr:`NetworkConfig.decoder`).
+DECODERS = ("kernel", "geometric")
+
 
 @dataclass(frozen=True)
 class NetworkConfig:
@@ -24,7 +27,14 @@ class NetworkConfig:
         feature_dim: per-point feature width after each encoder and in the attention blocks.
         attention_heads: heads of every attention block (``feature_dim`` must divide by it).
         latent_dim: CVAE latent size.
+        decoder: ``"kernel"``: an MLP on each (hand point, object point) feature pair gives the distance
+            (CorDex's decoder; ``decoder_widths``); ``"geometric"``: the distance is the Euclidean norm
+            between a predicted hand-point position (rigid placement + per-point offset) and the object
+            point (:class:`~grasp_planner.network.decoder.GeometricDecoder`), so every matrix is realisable.
         decoder_widths: kernel MLP widths on concatenated robot/object point features; ends in 1.
+        canonical_yaw: turn the centred object cloud about the vertical so its main horizontal axis is
+            +x before the encoders (:func:`~grasp_planner.network.model.canonical_yaw`); distances do
+            not change, so the network need not learn every yaw of an object from examples.
         image_size: (height, width) of the RGB input, pixels.
         image_channels: channels of the CNN image encoder stages (each stage halves the size).
         image_feature_dim: width of the image features back-projected onto the points.
@@ -56,6 +66,8 @@ class NetworkConfig:
     attention_heads: int = 4
     latent_dim: int = 64
     decoder_widths: tuple[int, ...] = (16, 8, 1)
+    decoder: str = "kernel"
+    canonical_yaw: bool = False
     image_size: tuple[int, int] = (96, 128)
     image_channels: tuple[int, ...] = (16, 32, 64)
     image_feature_dim: int = 32
@@ -104,6 +116,8 @@ class NetworkConfig:
             widths = getattr(self, name)
             if not widths or any(int(w) < 1 for w in widths):
                 raise ValueError(f"{name} must be a non-empty list of positive widths, got {widths}")
+        if self.decoder not in DECODERS:
+            raise ValueError(f"decoder must be one of {', '.join(DECODERS)}, got {self.decoder!r}")
         if self.decoder_widths[-1] != 1:
             raise ValueError(f"decoder_widths must end in 1 (one distance per pair), got {self.decoder_widths}")
         if len(self.image_size) != 2 or min(self.image_size) < 2 ** len(self.image_channels):

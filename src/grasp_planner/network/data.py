@@ -186,12 +186,13 @@ class DROExampleDataset(Dataset):
     """
 
     def __init__(self, root: str | Path, hand: HandDescription, num_points: int, view: str = "mixed",
-                 seed: int = 0, indices: Sequence[int] | None = None):
+                 seed: int = 0, indices: Sequence[int] | None = None, yaw_augment: bool = False):
         if view not in VIEWS:
             raise ValueError(f"view must be one of {VIEWS}, got {view!r}")
         if num_points < 1:
             raise ValueError(f"num_points must be >= 1, got {num_points}")
         self.hand, self.num_points, self.view, self.seed = hand, num_points, view, seed
+        self.yaw_augment = yaw_augment
         self.files = load_example_files(root, hand)
         index = [(f, g) for f, ex in enumerate(self.files) for g in range(len(ex.q))]
         self.index = index if indices is None else [index[i] for i in indices]
@@ -219,14 +220,38 @@ class DROExampleDataset(Dataset):
             visible = np.flatnonzero(partial_view_mask(pts, nrm, random_camera_direction(rng)))
             keep = visible if len(visible) >= 32 else keep
         pick = keep[rng.choice(len(keep), self.num_points, replace=len(keep) < self.num_points)]
-        item = {"object_points": torch.from_numpy(pts[pick].astype(np.float32)),
-                "object_normals": torch.from_numpy(nrm[pick].astype(np.float32)),
+        pts, nrm, wrist = pts[pick], nrm[pick], ex.wrist_pose[g]
+        if self.yaw_augment:
+            pts, nrm, wrist = rotate_about_vertical(pts, nrm, wrist, rng.uniform(-np.pi, np.pi))
+        item = {"object_points": torch.from_numpy(pts.astype(np.float32)),
+                "object_normals": torch.from_numpy(nrm.astype(np.float32)),
                 "q": torch.from_numpy(ex.q[g].astype(np.float32)),
-                "wrist_pose": torch.from_numpy(ex.wrist_pose[g].astype(np.float32))}
+                "wrist_pose": torch.from_numpy(wrist.astype(np.float32))}
         if ex.image is not None:
             item["image"] = torch.from_numpy(ex.image.astype(np.float32) / 255.0)
             item["pixel_uv"] = torch.from_numpy(ex.pixel_uv[pick].astype(np.float32))
         return item
+
+
+def rotate_about_vertical(points: np.ndarray, normals: np.ndarray, wrist_pose: np.ndarray,
+                          yaw: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Turn an example (object and grasp together) by ``yaw`` radians about the vertical axis through the
+    points' centroid: the object stays upright on the same table, so the grasp stays as valid.
+
+    Args:
+        points, normals: (N, 3) object points (metres) and unit normals.
+        wrist_pose: (4, 4) hand root pose in the points' frame.
+        yaw: rotation angle about +z, radians.
+
+    Returns:
+        The rotated ``(points, normals, wrist_pose)``.
+    """
+    c, s = np.cos(yaw), np.sin(yaw)
+    turn = np.array([[c, -s, 0.0], [s, c, 0.0], [0.0, 0.0, 1.0]])
+    centre = points.mean(axis=0)
+    T = np.eye(4)
+    T[:3, :3], T[:3, 3] = turn, centre - turn @ centre
+    return (points - centre) @ turn.T + centre, normals @ turn.T, T @ wrist_pose
 
 
 def bootstrap_examples(out_dir: str | Path, hand: HandDescription, objects: int, seed: int = 0,

@@ -7,10 +7,37 @@ import torch
 from torch import nn
 
 from grasp_planner.network.config import NetworkConfig
-from grasp_planner.network.decoder import KernelDecoder, LatentEncoder
+from grasp_planner.network.decoder import GeometricDecoder, KernelDecoder, LatentEncoder
 from grasp_planner.network.encoders import DGCNNEncoder, ImageEncoder
 from grasp_planner.network.fusion import CrossAttentionBlock, LocalGlobalFusion
 from grasp_planner.network.sampling import ImportanceSampler, farthest_point_indices
+
+
+def canonical_yaw(points: torch.Tensor) -> torch.Tensor:
+    """The rotation about +z that puts a centred cloud's main horizontal axis along +x.
+
+    The axis is the principal direction of the points' x–y spread; its sign makes the third moment
+    along it positive (the heavier-tailed end toward +x), so a cloud and any yawed copy of it map to
+    the same canonical cloud (up to that sign when the cloud is symmetric). Distances are unchanged by
+    the turn, so a network fed ``points @ R`` predicts the same D(R,O) matrix for every yaw.
+
+    Args:
+        points: (B, N, 3) points centred on their mean, metres.
+
+    Returns:
+        (B, 3, 3) rotations R (columns: the canonical axes in the input frame); ``points @ R`` is canonical.
+    """
+    with torch.no_grad():
+        xy = points[..., :2].double()
+        _, vectors = torch.linalg.eigh(xy.transpose(1, 2) @ xy)              # ascending eigenvalues
+        axis = vectors[..., :, 1]                                              # (B, 2)
+        skew = ((xy @ axis.unsqueeze(-1)).squeeze(-1) ** 3).sum(-1)
+        axis = axis * torch.where(skew < 0, -1.0, 1.0).unsqueeze(-1)
+        turn = torch.zeros(points.shape[0], 3, 3, dtype=torch.float64, device=points.device)
+        turn[:, 0, 0], turn[:, 1, 0] = axis[:, 0], axis[:, 1]
+        turn[:, 0, 1], turn[:, 1, 1] = -axis[:, 1], axis[:, 0]
+        turn[:, 2, 2] = 1.0
+    return turn.to(points.dtype)
 
 
 @dataclass
@@ -76,8 +103,11 @@ class DRONetwork(nn.Module):
         self.hand_from_object = CrossAttentionBlock(d, c.attention_heads)
         self.object_from_hand = CrossAttentionBlock(d, c.attention_heads)
         self.latent_encoder = LatentEncoder(d, c.latent_dim)
-        self.condition = nn.Sequential(nn.Linear(d + c.latent_dim, d), nn.GELU(), nn.Linear(d, d))
-        self.decoder = KernelDecoder(d, c.decoder_widths)
+        if c.decoder == "geometric":
+            self.decoder = GeometricDecoder(d, c.latent_dim)
+        else:
+            self.condition = nn.Sequential(nn.Linear(d + c.latent_dim, d), nn.GELU(), nn.Linear(d, d))
+            self.decoder = KernelDecoder(d, c.decoder_widths)
         self._hand_cache: tuple[torch.Tensor, torch.Tensor] | None = None
 
     def train(self, mode: bool = True) -> "DRONetwork":
@@ -138,8 +168,10 @@ class DRONetwork(nn.Module):
         if use_posterior and batch.hand_points_grasp is None:
             raise ValueError("use_posterior=True needs batch.hand_points_grasp (the ground-truth grasp)")
         centre = obj.mean(dim=1, keepdim=True)
-        obj_c = obj - centre
-        geo = self.object_encoder(obj_c)
+        obj_c = obj - centre                                   # the output frame (input axes, centred)
+        turn = canonical_yaw(obj_c) if c.canonical_yaw else None
+        obj_in = obj_c if turn is None else obj_c @ turn       # what the encoders and the decoder see
+        geo = self.object_encoder(obj_in)
         sem = self.image_project(self.image_encoder(batch.image, batch.pixel_uv)) if c.use_image else None
 
         logits = None
@@ -147,11 +179,11 @@ class DRONetwork(nn.Module):
             logits, idx = self.sampler(geo if sem is None else torch.cat([geo, sem], dim=-1),
                                        c.sampled_object_points)
         else:
-            idx = farthest_point_indices(obj_c, c.sampled_object_points)
+            idx = farthest_point_indices(obj_in, c.sampled_object_points)
         take = lambda x: x.gather(1, idx.unsqueeze(-1).expand(-1, -1, x.shape[-1]))  # noqa: E731
-        pts_c, geo = take(obj_c), take(geo)
+        pts_c, pts_in, geo = take(obj_c), take(obj_in), take(geo)
         sem = geo if sem is None else take(sem)
-        f_obj = self.fusion(pts_c, geo, sem)
+        f_obj = self.fusion(pts_in, geo, sem)
 
         f_hand = self.encode_hand(hand)
         f_hand, f_obj = self.hand_from_object(f_hand, f_obj), self.object_from_hand(f_obj, f_hand)
@@ -159,14 +191,18 @@ class DRONetwork(nn.Module):
         b = obj.shape[0]
         mu = logvar = None
         if use_posterior:
-            mu, logvar = self.latent_encoder(batch.hand_points_grasp - centre, f_hand, f_obj)
+            grasp = batch.hand_points_grasp - centre
+            mu, logvar = self.latent_encoder(grasp if turn is None else grasp @ turn, f_hand, f_obj)
             z = (mu + torch.randn_like(mu) * (0.5 * logvar).exp() if self.training else mu).unsqueeze(1)
         else:
             z = torch.randn(b, num_samples, c.latent_dim, device=obj.device, dtype=obj.dtype)
-        k = z.shape[1]
-        f_obj_k = self.condition(torch.cat([f_obj.unsqueeze(1).expand(-1, k, -1, -1),
-                                            z.unsqueeze(2).expand(-1, -1, f_obj.shape[1], -1)], dim=-1))
-        distances = self.decoder(f_hand, f_obj_k)
+        if c.decoder == "geometric":
+            distances = self.decoder(f_hand, f_obj, z, hand, pts_in)   # a turn keeps distances
+        else:
+            k = z.shape[1]
+            f_obj_k = self.condition(torch.cat([f_obj.unsqueeze(1).expand(-1, k, -1, -1),
+                                                z.unsqueeze(2).expand(-1, -1, f_obj.shape[1], -1)], dim=-1))
+            distances = self.decoder(f_hand, f_obj_k)
         return DROOutput(distances=distances, object_indices=idx, object_points=pts_c + centre,
                          importance_logits=logits, mu=mu, logvar=logvar)
 

@@ -67,6 +67,8 @@ class TrainConfig:
         threads: torch intra-op threads per process (1 is fastest on a loaded 2-core CPU).
         pose_loss: add the per-link SE(3) term (weight ``weight_pose`` of the network config).
         penetration_loss: add the hand–object penetration term (weight ``weight_penetration``).
+        augment_yaw: turn each training example (object and grasp together) by a random yaw about
+            the vertical through the object (:func:`~grasp_planner.network.data.rotate_about_vertical`).
     """
 
     epochs: int = 20
@@ -80,6 +82,7 @@ class TrainConfig:
     threads: int = 1
     pose_loss: bool = True
     penetration_loss: bool = True
+    augment_yaw: bool = False
 
     def __post_init__(self) -> None:
         if self.epochs < 1 or self.batch_size < 1 or self.checkpoint_every < 1 or self.threads < 1:
@@ -367,7 +370,7 @@ def train(data_dir: str | Path, network: NetworkConfig, config: TrainConfig, out
     per_file = np.cumsum([0] + [len(f.q) for f in full.files])
     pick = lambda files: [i for f in files for i in range(per_file[f], per_file[f + 1])]  # noqa: E731
     train_set = DROExampleDataset(data_dir, losses.hand, network.object_points, config.view, config.seed,
-                                  indices=pick(train_files))
+                                  indices=pick(train_files), yaw_augment=config.augment_yaw)
     val_set = DROExampleDataset(data_dir, losses.hand, network.object_points, "full", config.seed + 1,
                                 indices=pick(val_files))
     if network.use_image and not full.has_images:
