@@ -180,6 +180,12 @@ def test_data_engine_shards_become_examples_with_view_image_and_kept_grasps_only
     assert torch.allclose(item["object_points"][:, 2], torch.tensor(0.5), atol=1e-5)  # back-projected depth
     assert bool((item["pixel_uv"][:, 0] < 32).all() and (item["pixel_uv"][:, 1] < 24).all())  # scaled pixels
     assert torch.allclose(item["object_normals"], torch.tensor([0.0, 0.0, -1.0]), atol=1e-5)  # front face
+    # geometry only: the rendered view is used as stored, never cut into a view of a view
+    convert_engine_dataset(tmp_path / "engine", hand, tmp_path / "geometry", image_size=None)
+    stored = DROExampleDataset(tmp_path / "geometry", hand, num_points=64, view="full")
+    cut = DROExampleDataset(tmp_path / "geometry", hand, num_points=64, view="partial")
+    assert not stored.has_images and stored.files[0].partial_view
+    assert torch.equal(stored[0]["object_points"], cut[0]["object_points"])
 
 
 def test_train_cli_takes_several_engine_datasets_and_refuses_a_mix(data_dir, tmp_path):

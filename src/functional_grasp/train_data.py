@@ -109,5 +109,6 @@ def convert_engine_dataset(root: str | Path, hand, out_dir: str | Path,
                 image, uv = resize_view(shard["render_rgb"][v], uv, image_size)
                 image = image.transpose(2, 0, 1)                                   # stored (3, h, w)
             written.append(write_examples(target, hand, pts_w, normals, [T_wo @ p for p in poses], qs,
-                                          source="data_engine", image=image, pixel_uv=uv if image is not None else None))
+                                          source="data_engine", image=image, pixel_uv=uv if image is not None else None,
+                                          partial_view=True))
     return written

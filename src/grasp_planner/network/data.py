@@ -11,7 +11,8 @@ Storage (``functional_grasp.dro_examples/1``): a folder of ``.npz`` files (loade
 - ``format``, ``hand``, ``source`` (0-d strings), ``joint_names`` (nq,) strings;
 - ``object_points``, ``object_normals`` (M, 3) float32, metres, cloud frame (the robot base);
 - ``wrist_pose`` (G, 4, 4) float64 hand root → cloud frame; ``q`` (G, nq) float64 radians;
-- optional ``image`` (3, H, W) uint8 and ``pixel_uv`` (M, 2) float32 (one view per file).
+- optional ``image`` (3, H, W) uint8 and ``pixel_uv`` (M, 2) float32 (one view per file);
+- optional ``partial_view`` 0-d bool: the points are one camera's view (absent = a whole surface).
 
 :func:`bootstrap_examples` writes such a folder from the project's optimisation-based synthesiser
 on generated :mod:`grasp_data.objects` instances. Those grasps are *stable* power grasps (thumb
@@ -46,7 +47,8 @@ class ExampleFormatError(ValueError):
 
 def write_examples(path: str | Path, hand: HandDescription, object_points: np.ndarray, object_normals: np.ndarray,
                    wrist_poses: Sequence[np.ndarray], q_by_name: Sequence[dict[str, float]], source: str,
-                   image: np.ndarray | None = None, pixel_uv: np.ndarray | None = None) -> Path:
+                   image: np.ndarray | None = None, pixel_uv: np.ndarray | None = None,
+                   partial_view: bool = False) -> Path:
     """Write the grasps of one object view to ``path`` (``.npz``, atomically: temp file + rename).
 
     Args:
@@ -58,6 +60,8 @@ def write_examples(path: str | Path, hand: HandDescription, object_points: np.nd
             name after expanding couplings (:meth:`HandDescription.expand`).
         source: what produced the grasps (e.g. ``"optimiser"``, ``"data_engine"``).
         image: optional (3, H, W) uint8 RGB of the view; ``pixel_uv`` (M, 2) then gives each point's pixel.
+        partial_view: the points are one camera's view already (a rendered view), not the whole
+            surface: training uses them as stored instead of cutting a random partial view out of them.
 
     Returns:
         The path written.
@@ -72,7 +76,8 @@ def write_examples(path: str | Path, hand: HandDescription, object_points: np.nd
     q = np.array([[hand.expand(dict(g))[n] for n in hand.joint_names] for g in q_by_name], np.float64)
     arrays = {"format": np.array(EXAMPLES_FORMAT), "hand": np.array(hand.name), "source": np.array(source),
               "joint_names": np.array(hand.joint_names), "object_points": pts, "object_normals": nrm,
-              "wrist_pose": np.asarray(wrist_poses, np.float64).reshape(-1, 4, 4), "q": q}
+              "wrist_pose": np.asarray(wrist_poses, np.float64).reshape(-1, 4, 4), "q": q,
+              "partial_view": np.array(bool(partial_view))}
     if image is not None:
         if pixel_uv is None or np.shape(pixel_uv) != (len(pts), 2) or np.ndim(image) != 3 or np.shape(image)[0] != 3:
             raise ExampleFormatError("an image needs shape (3, H, W) and pixel_uv (M, 2), one pixel per point")
@@ -101,6 +106,7 @@ class ExampleFile:
     q: np.ndarray
     image: np.ndarray | None
     pixel_uv: np.ndarray | None
+    partial_view: bool = False
 
 
 def _read_file(path: Path, hand: HandDescription) -> ExampleFile | str:
@@ -124,7 +130,8 @@ def _read_file(path: Path, hand: HandDescription) -> ExampleFile | str:
         raise ExampleFormatError(f"{path}: {q.shape[0]} joint vectors but wrist poses of shape {pose.shape}")
     return ExampleFile(path=path, source=str(data["source"]), object_points=data["object_points"],
                        object_normals=data["object_normals"], wrist_pose=pose, q=q,
-                       image=data.get("image"), pixel_uv=data.get("pixel_uv"))
+                       image=data.get("image"), pixel_uv=data.get("pixel_uv"),
+                       partial_view=bool(data.get("partial_view", False)))
 
 
 def load_example_files(root: str | Path, hand: HandDescription) -> list[ExampleFile]:
@@ -180,7 +187,8 @@ class DROExampleDataset(Dataset):
         hand: the hand to train for (files of other hands are skipped).
         num_points: N points per example (the network's ``object_points``).
         view: "full" surface, "partial" (points facing a random camera), or "mixed" (either, 50/50);
-            files that carry an image are always used as stored (their view is the image's).
+            files that carry an image or are a ``partial_view`` already (rendered views) are always
+            used as stored.
         seed: seed of the draws.
         indices: optional subset of example indices (e.g. a train/validation split).
     """
@@ -216,7 +224,8 @@ class DROExampleDataset(Dataset):
         rng = np.random.default_rng([self.seed, self.epoch, i])
         pts, nrm = ex.object_points, ex.object_normals
         keep = np.arange(len(pts))
-        if ex.image is None and (self.view == "partial" or (self.view == "mixed" and rng.random() < 0.5)):
+        cut = self.view == "partial" or (self.view == "mixed" and rng.random() < 0.5)
+        if ex.image is None and not ex.partial_view and cut:                 # a whole surface: cut a view
             visible = np.flatnonzero(partial_view_mask(pts, nrm, random_camera_direction(rng)))
             keep = visible if len(visible) >= 32 else keep
         pick = keep[rng.choice(len(keep), self.num_points, replace=len(keep) < self.num_points)]
