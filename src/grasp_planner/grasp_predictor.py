@@ -18,6 +18,7 @@ an optimiser standing in for it); every candidate's ``info["backend"]`` names th
 """
 from __future__ import annotations
 
+import dataclasses
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -119,9 +120,14 @@ class NetworkPredictorConfig:
         table_clearance_m: hand points must stay this far above the table, metres.
         weight_penetration, weight_table, weight_contact: ranking weights per metre of penetration
             depth (summed over hand points), table intrusion (deepest point) and mean fingertip gap.
+        weight_untouched_finger: ranking cost per finger that does not reach the object in the contact
+            closure (``close_fingers``): 0.1 weighs like 5 mm of penetration, so a floating hand
+            (nothing to penetrate, nothing held) does not outrank one that grips.
         max_penetration_m: candidates whose summed penetration exceeds this are dropped.
         refine_iterations: Gauss–Newton iterations of the contact/penetration refinement after the joint solve
             (:func:`~grasp_planner.network.recovery.refine_grasps`); 0 = off.
+        close_fingers: after the refinement, close each finger from its recovered joints toward the
+            closed pose until it touches the object proxy (:func:`~grasp_planner.network.closure.close_fingers`).
         reachability: rank grasp poses the Franka IK cannot reach last (and drop them).
         seed: seed of the point subsampling and the latent draws (same cloud + seed = same grasps).
     """
@@ -133,8 +139,10 @@ class NetworkPredictorConfig:
     weight_penetration: float = 20.0
     weight_table: float = 50.0
     weight_contact: float = 2.0
+    weight_untouched_finger: float = 0.1
     max_penetration_m: float = 0.5
     refine_iterations: int = 15
+    close_fingers: bool = True
     reachability: bool = True
     seed: int = 0
 
@@ -169,6 +177,7 @@ class NetworkPredictor(GraspPredictor):
         import torch
 
         from grasp_planner.network.checkpoint import load_checkpoint
+        from grasp_planner.network.closure import FingerMap
         from grasp_planner.network.hand_chain import actuated_vector, cached_hand_chain
 
         self.hand, self.config = hand, config or NetworkPredictorConfig()
@@ -185,6 +194,7 @@ class NetworkPredictor(GraspPredictor):
         delta = actuated_vector(hand, hand.closed_pose) - actuated_vector(hand, hand.open_pose)
         self._squeeze = lambda q: np.clip(q + self.config.squeeze * delta, lower, upper)  # noqa: E731
         self._root_to_flange = np.linalg.inv(hand.mount_transform)
+        self._fingers = FingerMap.for_hand(hand, self.kin.model, self.kin.point_link, self.chain.joint_names)
         self._ik = kinematics
         if self.config.reachability and kinematics is None:
             from grasp_planner.franka_ik import FrankaKinematics
@@ -257,8 +267,13 @@ class NetworkPredictor(GraspPredictor):
             return x[..., 2] - proxy.table_z
         return ObjectSurface(pts, estimate_normals(pts, outward=outward), bound=hull, obstacle=table)
 
-    def ranking_terms(self, proxy: ObjectProxy) -> dict[str, tuple[float, Callable]]:
-        """The ranking terms of :func:`~grasp_planner.network.recovery.rank_candidates` for this object."""
+    def ranking_terms(self, proxy: ObjectProxy, touching=None) -> dict[str, tuple[float, Callable]]:
+        """The ranking terms of :func:`~grasp_planner.network.recovery.rank_candidates` for this object.
+
+        Args:
+            proxy: the object proxy.
+            touching: (K, F) bool fingers touching after the contact closure, or None (no closure term).
+        """
         import torch
 
         cfg = self.config
@@ -283,6 +298,9 @@ class NetworkPredictor(GraspPredictor):
 
         terms = {"penetration_m": (cfg.weight_penetration, penetration), "table_m": (cfg.weight_table, table),
                  "fingertip_gap_m": (cfg.weight_contact, contact)}
+        if touching is not None:
+            untouched = (~touching).sum(dim=1).double()
+            terms["untouched_fingers"] = (cfg.weight_untouched_finger, lambda g: untouched)
         if self._ik is not None:
             def reachable(g) -> torch.Tensor:                  # IK only for candidates not dropped already
                 poses = g.solution.wrist_pose.detach().double().numpy()
@@ -295,6 +313,7 @@ class NetworkPredictor(GraspPredictor):
     def predict(self, cloud, proxy, max_results, image=None, pixel_uv=None):
         import torch
 
+        from grasp_planner.network.closure import close_fingers
         from grasp_planner.network.recovery import RefineConfig, rank_candidates, recover_grasps
 
         rng = np.random.default_rng(self.config.seed)
@@ -306,7 +325,14 @@ class NetworkPredictor(GraspPredictor):
         surface = self.object_surface(batch.object_points[0], proxy) if refine else None
         grasps = recover_grasps(out.distances[0].double(), out.object_points[0].double(), self.chain,
                                 surface=surface, refine_config=RefineConfig(iterations=self.config.refine_iterations))
-        ranking = rank_candidates(grasps, self.ranking_terms(proxy))            # on the refined grasps
+        touching = None
+        if self.config.close_fingers:            # onto the observed surface (the hull over-fills concave parts)
+            def observed(x: np.ndarray) -> np.ndarray:
+                return surface.signed_distance(torch.from_numpy(x)[None])[0].numpy()
+            closed = close_fingers(grasps.solution, self.chain, self._fingers,
+                                   proxy.signed_distance if surface is None else observed)
+            grasps, touching = dataclasses.replace(grasps, solution=closed.solution), closed.touching
+        ranking = rank_candidates(grasps, self.ranking_terms(proxy, touching))  # on the refined, closed grasps
         sol = grasps.solution
         palm = self.kin.link_poses(sol.q_full)[:, self._palm, :3, :3]                      # root frame
         approach = (sol.wrist_pose[:, :3, :3] @ palm @ self._palm_normal).numpy()
@@ -326,6 +352,7 @@ class NetworkPredictor(GraspPredictor):
                           for k, f in enumerate(self.kin.fingers)},
                 score=-float(ranking.cost[idx]),
                 info={"backend": self.name, "sample": idx,
+                      **({} if touching is None else {"fingers_touching": int(touching[idx].sum())}),
                       **{k: float(v[idx]) for k, v in ranking.terms.items()},
                       **({} if grasps.refinement is None else
                          {"refine_penetration_before_m": float(grasps.refinement.penetration_before_m[idx]),
