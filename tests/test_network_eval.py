@@ -183,3 +183,17 @@ def test_augment_keeps_passing_grasps_retrains_and_reports_before_after(trained,
     assert again["rounds"][0]["checkpoint_sha256"] == sha and again["success"] == results["success"]
     with pytest.raises(AugmentInputError, match="other settings"):
         run_augment(replace(config, epochs=3), progress=False, log=lambda text: None)
+
+
+def test_eval_cli_switches_refinement_and_closure(trained, tmp_path):
+    checkpoint, _ = trained
+    common = ["eval", "--network", str(checkpoint), "--hand", HAND, "--category", "hammer", "--objects", "1",
+              "--samples", "2", "--collision", "hull", "--no-progress"]
+    assert main([*common, "--out", str(tmp_path / "on")]) == 0
+    assert main([*common, "--refine-iterations", "0", "--no-closure", "--out", str(tmp_path / "off")]) == 0
+    on, off = (json.loads((tmp_path / name / RESULTS_FILE).read_text()) for name in ("on", "off"))
+    assert (on["deploy"]["refine_iterations"], on["deploy"]["close_fingers"]) == (15, True)
+    assert (off["deploy"]["refine_iterations"], off["deploy"]["close_fingers"]) == (0, False)
+    top_on, top_off = on["objects"][0]["top"], off["objects"][0]["top"]
+    assert "fingers_touching" in top_on and "refine_penetration_after_m" in top_on
+    assert "fingers_touching" not in top_off and "refine_penetration_after_m" not in top_off

@@ -87,6 +87,10 @@ def add_eval_parser(sub) -> None:
                      help="CVAE samples (candidates) per object; the top-ranked one is judged (default: 16)")
     net.add_argument("--threads", type=_int_at_least(1), default=1, metavar="N",
                      help="torch threads (default: 1, fastest on a loaded 2-core CPU)")
+    net.add_argument("--refine-iterations", type=_int_at_least(0), default=15, metavar="N",
+                     help="contact/penetration refinement iterations after recovery (default: 15; 0 = off)")
+    net.add_argument("--no-closure", action="store_true",
+                     help="judge the recovered joints as they are (no contact closure of the fingers)")
     ev.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 

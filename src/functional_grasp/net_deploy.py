@@ -125,6 +125,8 @@ class DeployConfig:
         render_width, render_height: render size, pixels.
         seed: seed of the placement, sampling and render draws (per object with its seed).
         validation_threads: MjData stepped in parallel by the validator.
+        refine_iterations: the predictor's refinement iterations (0 = off).
+        close_fingers: the predictor's contact closure of the fingers.
     """
 
     view: str = "full"
@@ -137,6 +139,8 @@ class DeployConfig:
     render_height: int = 240
     seed: int = 0
     validation_threads: int = 2
+    refine_iterations: int = 15
+    close_fingers: bool = True
 
     def __post_init__(self) -> None:
         for name, value, allowed in (("view", self.view, VIEWS), ("validate", self.validate, VALIDATE),
@@ -215,7 +219,8 @@ class Deployer:
         # No candidate is dropped for penetrating the proxy: the convex hull over-fills concave objects
         # (the space between a drill's handle and body), and the judge measures penetration itself.
         self.predictor = NetworkPredictor(self.hand, checkpoint, NetworkPredictorConfig(
-            num_samples=config.samples, reachability=False, max_penetration_m=float("inf"), seed=config.seed))
+            num_samples=config.samples, reachability=False, max_penetration_m=float("inf"), seed=config.seed,
+            refine_iterations=config.refine_iterations, close_fingers=config.close_fingers))
         self.network_config = self.predictor.network_config
         if self.network_config.use_image and config.view == "full":
             raise DeployInputError(f"the network of {checkpoint} uses images (use_image: true): evaluate it on rendered "

@@ -56,7 +56,7 @@ def cmd_network_eval(args: argparse.Namespace, rep: Reporter) -> int:
 
     torch.set_num_threads(args.threads)
     config = DeployConfig(view=args.view, samples=args.samples, validate="top", collision=args.collision or "coacd",
-                          seed=args.seed)
+                          seed=args.seed, refine_iterations=args.refine_iterations, close_fingers=not args.no_closure)
     rep.stage("eval", "started", f"network {args.network}, {args.hand} hand, {objects} held-out instance(s) of "
               f"{', '.join(categories)}, {args.view} view, {args.samples} samples, seed {args.seed}")
     try:
