@@ -9,8 +9,10 @@ Shared by ``fgrasp eval --network`` (top-ranked grasp of held-out instances) and
    as the bootstrap examples) or one rendered RGB-D view (:mod:`grasp_data.renders`, the object
    pixels back-projected, as the data engine's training views);
 3. **prediction**: :class:`grasp_planner.grasp_predictor.NetworkPredictor` — K CVAE samples →
-   recovery → ranking by fit, penetration and fingertip contact against the convex hull of the
-   observed cloud. The judge is a floating hand, so there is no table term and no arm
+   recovery → refinement → contact closure → ranking by fit, penetration, fingertip contact and
+   fingers reaching the object, against the convex hull of the observed cloud (completing it behind
+   the visible side as the planner's proxy does — mirrored one visible width back — made every
+   elongated object a slab and cut held grasps from 8/60 to 0/60). The judge is a floating hand, so there is no table term and no arm
    reachability term (no table, no arm in that scene), and no candidate is dropped for
    penetrating the hull (it over-fills concave objects; the judge measures penetration itself);
 4. **judge**: :class:`grasp_data.validation.GraspValidator` — floating hand, D(R,O) disturbance
