@@ -295,14 +295,23 @@ def bench_planner(config: BenchConfig, scene: _Scene) -> dict[str, float]:
 
 
 def bench_network(config: BenchConfig, scene: _Scene) -> dict[str, float]:
-    """D(R,O) network: forward + recovery (1 and 32 candidates), and cloud → ranked candidates on the sim cloud."""
+    """D(R,O) network: forward + recovery (1 and 32 candidates), and cloud → ranked candidates on the sim cloud.
+
+    The forward pass is timed with the shipped checkpoint's sizes and the image encoder switched on
+    (the multimodal model as it would run from cloud + image); the default config when nothing is shipped.
+    """
+    from dataclasses import replace
+
+    from grasp_planner.grasp_predictor import default_checkpoint
     from grasp_planner.network.bench import bench_network as forward_and_recovery
     from grasp_planner.network.bench import bench_predictor
+    from grasp_planner.network.checkpoint import read_header
     from grasp_planner.network.config import NetworkConfig
 
     runs = 2 if config.quick else 10
-    out = {f"dro_{k}": v for k, v in forward_and_recovery(NetworkConfig(hand=config.hand), runs=runs,
-                                                          seed=config.seed).items()}
+    shipped = default_checkpoint(config.hand)
+    sizes = replace(read_header(shipped)[0], use_image=True) if shipped.is_file() else NetworkConfig(hand=config.hand)
+    out = {f"dro_{k}": v for k, v in forward_and_recovery(sizes, runs=runs, seed=config.seed).items()}
     from functional_grasp.demo import node_parameters
 
     camera = node_parameters("sim", "grasp_planner", {"hand": config.hand}).get("camera_xyz")

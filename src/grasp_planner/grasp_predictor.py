@@ -108,6 +108,10 @@ class OptimiserPredictor(GraspPredictor):
                 "object without touching the table")
 
 
+#: Surface points weighed per query by the contact closure's signed distance (the refinement's default).
+CLOSURE_NEIGHBOURS = 8
+
+
 @dataclass(frozen=True)
 class NetworkPredictorConfig:
     """Settings of :class:`NetworkPredictor`.
@@ -328,7 +332,8 @@ class NetworkPredictor(GraspPredictor):
         touching = None
         if self.config.close_fingers:            # onto the observed surface (the hull over-fills concave parts)
             def observed(x: np.ndarray) -> np.ndarray:
-                return surface.signed_distance(torch.from_numpy(x)[None])[0].numpy()
+                query = torch.from_numpy(x)[None]
+                return surface.signed_distance(query, surface.neighbours(query, CLOSURE_NEIGHBOURS))[0].numpy()
             closed = close_fingers(grasps.solution, self.chain, self._fingers,
                                    proxy.signed_distance if surface is None else observed)
             grasps, touching = dataclasses.replace(grasps, solution=closed.solution), closed.touching

@@ -100,7 +100,8 @@ def close_fingers(solution: JointSolution, chain: HandChain, fingers: FingerMap,
     joint_finger = torch.as_tensor(fingers.joint_finger)
     owned = joint_finger >= 0
     rot, trans = solution.wrist_pose[:, :3, :3].double(), solution.wrist_pose[:, :3, 3].double()
-    point_finger = torch.as_tensor(fingers.point_finger)
+    finger_points = torch.as_tensor(np.flatnonzero(fingers.point_finger >= 0))   # only these can touch
+    point_finger = torch.as_tensor(fingers.point_finger)[finger_points]
 
     def joints(s: torch.Tensor) -> torch.Tensor:              # (B, F) closure → (B, nA) joints
         per_joint = torch.where(owned, s[:, joint_finger.clamp_min(0)], torch.zeros_like(q0))
@@ -108,7 +109,7 @@ def close_fingers(solution: JointSolution, chain: HandChain, fingers: FingerMap,
 
     def finger_min_sd(s: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         q = joints(s)
-        pts = chain.points(q) @ rot.transpose(1, 2) + trans[:, None]
+        pts = chain.points(q)[:, finger_points] @ rot.transpose(1, 2) + trans[:, None]
         sd = torch.as_tensor(signed_distance(pts.reshape(-1, 3).numpy()), dtype=q.dtype).reshape(b, -1)
         mins = torch.full((b, n_fingers), float("inf"), dtype=q.dtype)
         for k in range(n_fingers):
