@@ -197,3 +197,16 @@ def test_eval_cli_switches_refinement_and_closure(trained, tmp_path):
     top_on, top_off = on["objects"][0]["top"], off["objects"][0]["top"]
     assert "fingers_touching" in top_on and "refine_penetration_after_m" in top_on
     assert "fingers_touching" not in top_off and "refine_penetration_after_m" not in top_off
+
+
+def test_optimiser_baseline_is_judged_on_the_same_instances(trained, tmp_path):
+    checkpoint, _ = trained
+    net = run_network_eval(checkpoint, HAND, ["mug"], 1, FAST, tmp_path / "net", progress=False)
+    base = run_network_eval(checkpoint, HAND, ["mug"], 1, replace(FAST, backend="optimiser"), tmp_path / "opt",
+                            progress=False)
+    assert base["deploy"]["backend"] == "optimiser" and net["deploy"]["backend"] == "network"
+    assert [r["seed"] for r in base["objects"]] == [r["seed"] for r in net["objects"]]
+    top = base["objects"][0].get("top", {})
+    assert "fingers_in_contact" in top or base["objects"][0]["outcome"] == "no_grasp"   # the optimiser's own info
+    with pytest.raises(ValueError, match="backend must be network or optimiser"):
+        replace(FAST, backend="ransac")

@@ -129,6 +129,8 @@ class DeployConfig:
         validation_threads: MjData stepped in parallel by the validator.
         refine_iterations: the predictor's refinement iterations (0 = off).
         close_fingers: the predictor's contact closure of the fingers.
+        backend: whose grasps are judged: ``"network"``, or ``"optimiser"`` — the planner's
+            synthesiser on the same instances and views, as a baseline (no functional notion).
     """
 
     view: str = "full"
@@ -143,8 +145,11 @@ class DeployConfig:
     validation_threads: int = 2
     refine_iterations: int = 15
     close_fingers: bool = True
+    backend: str = "network"
 
     def __post_init__(self) -> None:
+        if self.backend not in ("network", "optimiser"):
+            raise ValueError(f"backend must be network or optimiser, got '{self.backend}'")
         for name, value, allowed in (("view", self.view, VIEWS), ("validate", self.validate, VALIDATE),
                                      ("collision", self.collision, COLLISIONS)):
             if value not in allowed:
@@ -224,6 +229,11 @@ class Deployer:
             num_samples=config.samples, reachability=False, max_penetration_m=float("inf"), seed=config.seed,
             refine_iterations=config.refine_iterations, close_fingers=config.close_fingers))
         self.network_config = self.predictor.network_config
+        if config.backend == "optimiser":
+            from grasp_planner.grasp_predictor import OptimiserPredictor
+            from grasp_planner.grasp_synthesis import GraspSynthesizer
+
+            self.predictor = OptimiserPredictor(GraspSynthesizer(self.hand))
         if self.network_config.use_image and config.view == "full":
             raise DeployInputError(f"the network of {checkpoint} uses images (use_image: true): evaluate it on rendered "
                              "views (--view partial)")

@@ -56,7 +56,8 @@ def cmd_network_eval(args: argparse.Namespace, rep: Reporter) -> int:
 
     torch.set_num_threads(args.threads)
     config = DeployConfig(view=args.view, samples=args.samples, validate="top", collision=args.collision or "coacd",
-                          seed=args.seed, refine_iterations=args.refine_iterations, close_fingers=not args.no_closure)
+                          seed=args.seed, refine_iterations=args.refine_iterations, close_fingers=not args.no_closure,
+                          backend="optimiser" if args.baseline_optimiser else "network")
     rep.stage("eval", "started", f"network {args.network}, {args.hand} hand, {objects} held-out instance(s) of "
               f"{', '.join(categories)}, {args.view} view, {args.samples} samples, seed {args.seed}")
     try:
@@ -70,7 +71,8 @@ def cmd_network_eval(args: argparse.Namespace, rep: Reporter) -> int:
         return EXIT_FAILED
     rep.line()
     rep.table(summary_rows(results), headers=SUMMARY_HEADERS,
-              title=f"== fgrasp eval --network ({args.hand}, {args.view} view): {results['overall']['objects']} held-out "
+              title=f"== fgrasp eval --network ({config.backend}, {args.hand}, {args.view} view): "
+                    f"{results['overall']['objects']} held-out "
                     f"objects in {results['wall_time_s']:.0f} s; top-ranked grasp of {args.samples}, floating hand, "
                     "0.5 x mass N x 6 directions, held if <= 2 cm; functional within 5 mm ==")
     if results["bad_instances"]:
