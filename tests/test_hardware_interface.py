@@ -71,10 +71,18 @@ def fixed_result(plan: MotionPlan) -> PlanResult:
 class FixedPlanner:
     """Stands in for GraspPlanner: returns the same result for any cloud."""
 
+    class _Predictor:
+        name = "fixed"
+
+        @staticmethod
+        def describe() -> dict:
+            return {"backend": "fixed", "checkpoint": None, "checkpoint_sha256": None, "fallback_reason": None}
+
     def __init__(self, result: PlanResult) -> None:
         self.result = result
+        self.predictor = self._Predictor()
 
-    def plan(self, cloud, start):
+    def plan(self, cloud, start, image=None, pixel_uv=None):
         return self.result
 
 
