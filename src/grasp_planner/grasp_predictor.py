@@ -7,9 +7,10 @@ the planner then runs the same IK, motion planning and safety checks on either.
   on the convex proxy of the cloud.
 - ``network`` (:class:`NetworkPredictor`): cloud (+ image) → K CVAE samples of the hand–object
   distance matrix → recovery (multilateration → per-link Kabsch → joint solve → refinement against
-  the cloud's surface, bounded by the convex proxy, and the table) → ranking by fit residual,
-  penetration of the object proxy and the table, fingertip contact, and reachability of the grasp
-  pose by the Franka IK.
+  the cloud's surface, bounded by the convex proxy, and the table) → contact closure (each finger
+  closes until it touches that surface) → ranking by fit residual, penetration of the object proxy
+  and the table, fingertip contact, fingers that never reach the object, and reachability of the
+  grasp pose by the Franka IK.
 
 :func:`make_grasp_predictor` picks one by name; a missing network checkpoint or one made for another
 hand or config gives a warning with the reason and the optimiser instead. :meth:`GraspPredictor.describe`
@@ -131,7 +132,8 @@ class NetworkPredictorConfig:
         refine_iterations: Gauss–Newton iterations of the contact/penetration refinement after the joint solve
             (:func:`~grasp_planner.network.recovery.refine_grasps`); 0 = off.
         close_fingers: after the refinement, close each finger from its recovered joints toward the
-            closed pose until it touches the object proxy (:func:`~grasp_planner.network.closure.close_fingers`).
+            closed pose until it touches the observed surface (the proxy when ``refine_iterations`` is 0;
+            :func:`~grasp_planner.network.closure.close_fingers`).
         reachability: rank grasp poses the Franka IK cannot reach last (and drop them).
         seed: seed of the point subsampling and the latent draws (same cloud + seed = same grasps).
     """
