@@ -66,3 +66,21 @@ def test_missing_or_corrupt_demo_folder_is_reported_and_nothing_written(tmp_path
     err = capsys.readouterr().err
     assert all(w in err for w in words), err
     assert not out.exists()
+
+
+def test_view_replans_with_the_demos_grasp_backend(tmp_path, monkeypatch, capsys):
+    import functional_grasp.bench as bench
+
+    real, seen = bench.build_planner, []
+
+    def recording(hand, planner_params=None):
+        seen.append(planner_params)
+        return real(hand, planner_params)
+
+    monkeypatch.setattr(bench, "build_planner", recording)
+    (tmp_path / "report.json").write_text(json.dumps(
+        {"object": "mug", "hand": "shadow", "joint_goal": None, "evaluated": False,
+         "run": {"grasp_backend": "network", "grasp_checkpoint": None}}))
+    assert main(["view", str(tmp_path)]) == 0
+    assert seen == [{"grasp_backend": "network"}]
+    assert "grasp_backend network" in capsys.readouterr().out

@@ -88,9 +88,10 @@ def read_demo_report(folder: Path) -> dict:
     return report
 
 
-def plan_scene(object_name: str, hand: str) -> tuple[ViewScene, Any]:
+def plan_scene(object_name: str, hand: str, planner_params: dict | None = None) -> tuple[ViewScene, Any]:
     """Render the sim scene, segment it and plan a grasp like the graph does; the scene and the world.
 
+    ``planner_params`` overrides ``grasp_planner`` parameters (e.g. the demo's ``grasp_backend``).
     The caller closes the returned :class:`sim_bridge.world.SimWorld`.
     """
     from functional_grasp.bench import BenchConfig, _Scene, build_planner
@@ -101,7 +102,7 @@ def plan_scene(object_name: str, hand: str) -> tuple[ViewScene, Any]:
     try:
         rgb, depth, k, T = bench.frame()
         cloud = bench.cloud()
-        planner = build_planner(hand)
+        planner = build_planner(hand, planner_params)
         result = planner.plan(cloud, bench.world.joint_positions())
     except Exception:
         bench.close()
@@ -232,12 +233,16 @@ def run_view(out_png: Path, demo_dir: Path | None = None, object_name: str = "mu
 
     rep = reporter or Reporter()
     report = None
+    params: dict = {}
     try:
         if demo_dir is not None:
             report = read_demo_report(demo_dir)
             object_name, hand = str(report["object"]), str(report["hand"])
-        rep.stage("view", "planning", f"{object_name} / {hand} hand: render, segment, plan")
-        scene, world = plan_scene(object_name, hand)
+            run = report.get("run") or {}                  # the demo's --grasp-backend / --grasp-checkpoint
+            params = {k: run[k] for k in ("grasp_backend", "grasp_checkpoint") if run.get(k)}
+        rep.stage("view", "planning", f"{object_name} / {hand} hand: render, segment, plan"
+                  + (f" ({', '.join(f'{k} {v}' for k, v in params.items())})" if params else ""))
+        scene, world = plan_scene(object_name, hand, params or None)
     except ViewInputError as exc:
         rep.error(str(exc))
         return EXIT_BAD_INPUT
