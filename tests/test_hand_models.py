@@ -16,6 +16,8 @@ from grasp_planner.hands import description as description_module
 from grasp_planner.hands.model_loading import load_model_spec, urdf_for_mujoco
 from grasp_planner.model_paths import ModelNotFoundError, installed_model
 from grasp_planner.object_model import build_object_proxy
+from grasp_planner.robots import panda
+from grasp_planner.safety import SafetyLimits, check_trajectory
 
 sys.path.insert(0, str(Path(__file__).parent))
 from test_grasp_synthesis import CAMERA_XYZ, visible_cylinder  # noqa: E402
@@ -87,6 +89,21 @@ def test_coupling_matrix_maps_actuated_to_full_pose(hand):
     for name, value in hand.fixed_joints.items():
         assert full[name] == value
     assert hand.expand(full) == full          # a full pose round-trips
+
+
+def test_leaders_at_their_limits_give_followers_the_safety_check_accepts(hand):
+    # OYMotion: distal = 1.1 x flex; 1.1 * 1.5 rounds past the distal limit 1.65 in floats, and the
+    # planner's trajectory check refused network grasps squeezed to the flex limit (pipeline eval).
+    # Inspire's thumb leader at its own upper limit drives a follower 0.4 mrad past the follower's.
+    for end in (0, 1):
+        full = hand.expand(dict(zip(hand.actuated_joints, hand.actuated_limits[:, end])))
+        q = np.array([full[n] for n in hand.joint_names])
+        assert np.all(q >= hand.joint_limits[:, 0]) and np.all(q <= hand.joint_limits[:, 1])
+        safety = SafetyLimits.for_panda(hand.joint_names, hand.joint_limits)
+        arm = dict(zip(panda.ARM_JOINT_NAMES, panda.READY_Q.tolist()))
+        names = [*arm, *hand.joint_names]
+        row = np.array([*arm.values(), *q])
+        assert check_trajectory(names, np.stack([row, row]), np.array([0.0, 1.0]), safety) == []
 
 
 def test_expand_refuses_a_follower_set_against_its_leader():

@@ -183,6 +183,28 @@ class HandDescription:
         return tuple(n for n in self.joint_names if n not in dependent)
 
     @cached_property
+    def actuated_limits(self) -> np.ndarray:
+        """(n_actuated, 2) float64 radians: the range of each actuated joint that keeps it and every
+        joint it drives within their limits (``actuated_joints`` order).
+
+        A leader's own limits can allow more than its followers do (Inspire: thumb leader at its upper
+        limit drives a follower 0.4 mrad past its own); planners clip actuated values to this range.
+        """
+        A, b = self.coupling_matrix()
+        limits = self.joint_limits
+        act = self.actuated_joints
+        out = np.array([limits[self.joint_names.index(n)] for n in act], dtype=float)
+        for i in range(len(self.joint_names)):
+            nonzero = np.flatnonzero(A[i])
+            if len(nonzero) != 1:
+                continue
+            j, m = int(nonzero[0]), float(A[i, nonzero[0]])
+            ends = sorted(((limits[i, 0] - b[i]) / m, (limits[i, 1] - b[i]) / m))
+            out[j] = max(out[j, 0], ends[0]), min(out[j, 1], ends[1])
+        out.setflags(write=False)
+        return out
+
+    @cached_property
     def _coupling_matrix(self) -> tuple[np.ndarray, np.ndarray]:
         names, act = self.joint_names, self.actuated_joints
         missing = sorted({n for c in self.couplings for n in (c.follower, c.leader)}
@@ -232,7 +254,8 @@ class HandDescription:
         """Full hand pose (radians, every joint by name) from actuated-joint values.
 
         Actuated joints not named are 0; followers get ``multiplier * leader + offset``, fixed
-        joints their constant. A follower or fixed joint may be named only with the value it
+        joints their constant. A value within 1e-6 rad past a joint limit (float rounding of a
+        coupling) is put on the limit. A follower or fixed joint may be named only with the value it
         would get anyway (so a full pose round-trips).
 
         Raises:
@@ -244,7 +267,13 @@ class HandDescription:
                              f"{', '.join(self.joint_names)}")
         A, b = self.coupling_matrix()
         q_act = np.array([float(pose_by_name.get(n, 0.0)) for n in self.actuated_joints])
-        full = dict(zip(self.joint_names, (A @ q_act + b).tolist()))
+        values = A @ q_act + b
+        # A follower of a leader at its limit can land a rounding error past its own limit
+        # (1.1 * 1.5 > 1.65 in floats), which the trajectory safety check would refuse.
+        lo, hi = self.joint_limits[:, 0], self.joint_limits[:, 1]
+        values = np.where((values > hi) & (values - hi <= _CONSISTENT_RAD), hi, values)
+        values = np.where((values < lo) & (lo - values <= _CONSISTENT_RAD), lo, values)
+        full = dict(zip(self.joint_names, values.tolist()))
         actuated = set(self.actuated_joints)
         for name, value in pose_by_name.items():
             if name in actuated or abs(float(value) - full[name]) <= _CONSISTENT_RAD:

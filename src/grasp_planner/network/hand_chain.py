@@ -19,11 +19,10 @@ from grasp_planner.network.recovery import HandChain
 
 
 def actuated_limits(hand: HandDescription) -> tuple[np.ndarray, np.ndarray]:
-    """(nA,), (nA,) lower/upper limits of ``hand.actuated_joints``, radians."""
-    limits = dict(zip(hand.joint_names, hand.joint_limits))
-    lower = np.array([limits[n][0] for n in hand.actuated_joints], dtype=float)
-    upper = np.array([limits[n][1] for n in hand.actuated_joints], dtype=float)
-    return lower, upper
+    """(nA,), (nA,) lower/upper limits of ``hand.actuated_joints``, radians, narrowed so that the
+    joints they drive stay within their own limits (:attr:`HandDescription.actuated_limits`)."""
+    limits = hand.actuated_limits
+    return limits[:, 0].copy(), limits[:, 1].copy()
 
 
 def actuated_vector(hand: HandDescription, pose: dict[str, float]) -> np.ndarray:
