@@ -7,6 +7,7 @@ import pytest
 from grasp_planner.bench_kinematics import reachable_targets
 from grasp_planner.franka_ik import FrankaKinematics, IKResult, pose_distance
 from grasp_planner.robots import panda
+from grasp_planner.safety import SafetyLimits
 
 
 @pytest.fixture(scope="module")
@@ -94,6 +95,25 @@ def test_ik_reaches_random_reachable_poses_within_tolerance_and_limits(kin):
         pos_err, rot_err = kin.pose_error(kin.fk(r.q), T)
         assert pos_err < 1e-3 and rot_err < 1e-2
         assert r.position_error_m < 1e-3 and r.orientation_error_rad < 1e-2
+
+
+def test_ik_solutions_keep_the_safety_checks_joint_margin(kin):
+    # A solution at a hard stop passed IK but the trajectory check (0.01 rad margin) refused the plan
+    # (pipeline eval: panda_joint7 at 2.8973 rad). Targets made at the stops must be solved inside.
+    margin = SafetyLimits.for_panda().limit_margin_rad
+    rng = np.random.default_rng(7)
+    solved = 0
+    for _ in range(20):
+        q = rng.uniform(kin.lower_rad, kin.upper_rad)
+        q[6] = kin.upper_rad[6] if rng.random() < 0.5 else kin.lower_rad[6]
+        T = kin.fk(q)
+        if kin.refusal_reason(T):
+            continue
+        res = kin.solve(T, q)
+        if res.success:
+            solved += 1
+            assert np.all(res.q >= kin.lower_rad + margin - 1e-12) and np.all(res.q <= kin.upper_rad - margin + 1e-12)
+    assert solved >= 10
 
 
 def test_ik_from_a_nearby_seed_stays_near_the_seed(kin):

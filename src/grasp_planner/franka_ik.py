@@ -17,6 +17,7 @@ import pinocchio as pin
 
 from grasp_planner.model_paths import example_robot_data_file
 from grasp_planner.robots import panda
+from grasp_planner.safety import JOINT_LIMIT_MARGIN_RAD
 
 #: Shoulder (panda_joint2 axis) position in the base frame, metres.
 SHOULDER_POSITION_M = np.array([0.0, 0.0, 0.333])
@@ -79,6 +80,8 @@ class IKConfig:
             nearest-first; 0 disables the library.
         library_seeds: how many of the nearest library configurations are tried before random
             restarts.
+        limit_margin_rad: solutions stay this far inside the URDF joint limits, radians (the
+            trajectory safety check's margin, so a solution at a hard stop is not refused later).
     """
 
     position_tolerance_m: float = POSITION_TOLERANCE_M
@@ -91,6 +94,7 @@ class IKConfig:
     seed: int = 0
     library_size: int = 2048
     library_seeds: int = 4
+    limit_margin_rad: float = JOINT_LIMIT_MARGIN_RAD
 
     def __post_init__(self) -> None:
         if self.position_tolerance_m <= 0 or self.orientation_tolerance_rad <= 0:
@@ -103,6 +107,8 @@ class IKConfig:
         if self.library_size < 0 or self.library_seeds < 0:
             raise ValueError(f"library_size ({self.library_size}) and library_seeds "
                              f"({self.library_seeds}) must be >= 0")
+        if self.limit_margin_rad < 0:
+            raise ValueError(f"limit_margin_rad must be >= 0, got {self.limit_margin_rad}")
         if self.damping <= 0 or self.max_step_rad <= 0:
             raise ValueError(f"damping ({self.damping}) and max_step_rad ({self.max_step_rad}) "
                              "must be > 0")
@@ -385,8 +391,8 @@ class FrankaKinematics:
         tol_p = cfg.position_tolerance_m if position_tolerance_m is None else position_tolerance_m
         tol_r = cfg.orientation_tolerance_rad if orientation_tolerance_rad is None else orientation_tolerance_rad
         oMdes = pin.SE3(T_target[:3, :3].copy(), T_target[:3, 3].copy())
-        lo = self.model.lowerPositionLimit
-        hi = self.model.upperPositionLimit
+        lo = self.model.lowerPositionLimit + cfg.limit_margin_rad
+        hi = self.model.upperPositionLimit - cfg.limit_margin_rad
         q0 = np.clip(self._to_pin(seed), lo, hi)
         total_it = 0
         best = (np.inf, None, np.inf, np.inf)
