@@ -137,3 +137,67 @@ def test_network_predictor_recovers_ranks_and_feeds_the_same_downstream_planner(
     result = planner.plan(cloud, start)
     assert result.success, result.reason
     assert result.candidate.info["backend"] == "network" and result.hand_goal == result.candidate.q_squeeze
+
+
+def test_network_predictor_keeps_only_grasps_the_arm_can_take(hand, synthesizer, tiny_checkpoint):
+    cloud = visible_cylinder()
+    proxy = build_object_proxy(cloud, 0.0, np.asarray(CAMERA_XYZ))
+    good = synthesizer.synthesize(proxy, max_results=1)[0]                         # the planner takes this one
+    predictor = NetworkPredictor(hand, tiny_checkpoint, NetworkPredictorConfig(num_samples=1, refine_iterations=0))
+    assert predictor.arm_rejection(good.T_base_root, good.approach, table_z_m=0.0) == ""
+    # The motion planner refuses a hand capsule within its radius of the table: so does the predictor.
+    flange_z = (good.T_base_root @ np.linalg.inv(hand.mount_transform))[2, 3]
+    assert "hand capsule in the table" in predictor.arm_rejection(good.T_base_root, good.approach,
+                                                                  table_z_m=flange_z - 0.5 * hand.capsule_radius_m)
+    far = good.T_base_root.copy()
+    far[0, 3] += 1.5
+    assert predictor.arm_rejection(far, good.approach, table_z_m=0.0) == "grasp out of the arm's reach"
+
+    _, kin, _ = cached_hand_chain(HAND, TINY.hand_points)
+    q_full = torch.as_tensor(full_vector(hand, good.q_grasp))[None]
+    predictor.model = _Teacher(kin.forward(q_full, root_pose=torch.as_tensor(far)[None]).points, TINY)
+    assert predictor.predict(cloud, proxy, max_results=1) == []
+    assert "grasp out of the arm's reach" in predictor.no_candidate_reason()
+
+
+def test_planner_hands_the_network_its_motion_backends_table_check(hand, tiny_checkpoint):
+    config = PlannerConfig(grasp_backend="network", grasp_checkpoint=str(tiny_checkpoint))
+    planner = GraspPlanner(hand, builtin_backend(hand, config), config)
+    check = planner.predictor._arm_check
+    assert check(panda.READY_Q, None) == ""
+    low = planner.kinematics.fk(panda.READY_Q).copy()
+    low[2, 3] = 0.05                                                   # flange 5 cm above the table, pointing down
+    q_low = planner.kinematics.solve(low, panda.READY_Q).q
+    assert "in the table" in check(q_low, None)
+    flange = planner.kinematics.fk(panda.READY_Q)[:3, 3]
+    assert check(panda.READY_Q, flange[None] + [0.0, 0.0, -0.1]) == "'hand' in the object"   # under the flange
+    # The predictor turns it into a rejection of a grasp the IK reaches.
+    rejecting = NetworkPredictor(hand, tiny_checkpoint, NetworkPredictorConfig(num_samples=1),
+                                 planner.kinematics, arm_check=lambda q, cloud: "'panda_link6' in the table")
+    T_root = planner.kinematics.fk(panda.READY_Q) @ hand.mount_transform
+    approach = planner.kinematics.fk(panda.READY_Q)[:3, 2]
+    assert rejecting.arm_rejection(T_root, approach, table_z_m=0.0) == "'panda_link6' in the table at the grasp"
+
+
+def test_planner_falls_back_to_the_optimisers_candidates_when_the_networks_cannot_be_executed(
+        hand, synthesizer, tiny_checkpoint):
+    cloud = visible_cylinder()
+    proxy = build_object_proxy(cloud, 0.0, np.asarray(CAMERA_XYZ))
+    good = synthesizer.synthesize(proxy, max_results=1)[0]
+    far = good.T_base_root.copy()
+    far[0, 3] += 1.5                                                               # out of the arm's reach
+    _, kin, _ = cached_hand_chain(HAND, TINY.hand_points)
+    predictor = NetworkPredictor(hand, tiny_checkpoint, NetworkPredictorConfig(num_samples=1, refine_iterations=0))
+    predictor.model = _Teacher(kin.forward(torch.as_tensor(full_vector(hand, good.q_grasp))[None],
+                                           root_pose=torch.as_tensor(far)[None]).points, TINY)
+    start = {**dict(zip(panda.ARM_JOINT_NAMES, panda.OBSERVE_Q)), **{n: 0.0 for n in hand.joint_names}}
+    for fallback in (True, False):
+        config = PlannerConfig(camera_xyz=tuple(CAMERA_XYZ), num_candidates=2, network_fallback=fallback)
+        result = GraspPlanner(hand, builtin_backend(hand, config), config, predictor=predictor).plan(cloud, start)
+        if fallback:
+            assert result.success, result.reason
+            assert result.candidate.info["backend"] == "optimiser"
+            assert result.rejections[0].startswith("network: no candidate")
+        else:
+            assert not result.success and result.plan is None
+            assert result.reason.startswith("no grasp candidate (network)")

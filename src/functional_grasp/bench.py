@@ -267,7 +267,8 @@ def build_planner(hand_name: str, planner_params: dict | None = None):
                         table_z_m=float(get("table_z_m")), num_candidates=int(get("num_candidates")),
                         camera_xyz=tuple(float(v) for v in get("camera_xyz")),
                         grasp_backend=str(get("grasp_backend")), grasp_checkpoint=str(get("grasp_checkpoint")),
-                        network_samples=int(get("network_samples")))
+                        network_samples=int(get("network_samples")),
+                        network_fallback=bool(get("network_fallback")))
     backend = builtin_backend(hand, cfg, float(get("velocity_scale")), kinematics)
     return GraspPlanner(hand, backend, cfg, kinematics=kinematics)
 

@@ -84,7 +84,8 @@ class TrialResult:
     """The outcome of one trial (JSON-ready through :meth:`to_dict`, thumbnail excluded).
 
     ``grasp_backend`` is the planner's :meth:`~grasp_planner.grasp_predictor.GraspPredictor.describe`
-    (plus ``requested``) for a trial that reached the planner, else None.
+    (plus ``requested``, and ``goal_from``: the backend of the executed candidate — the optimiser when
+    the network's fallback planned it) for a trial that reached the planner, else None.
     """
 
     object: str
@@ -298,6 +299,7 @@ def _run(task: TrialTask, res: TrialResult) -> None:
         _finish_thumbnail(task, world, res, None)
         return
     res.goal_produced = True
+    res.grasp_backend["goal_from"] = plan.candidate.info.get("backend")
     _finish_thumbnail(task, world, res, plan.joint_goal)
 
     t0 = time.perf_counter()

@@ -112,6 +112,7 @@ class PlannerNodeConfig:
     grasp_backend: str = _PLANNER.grasp_backend
     grasp_checkpoint: str = _PLANNER.grasp_checkpoint
     network_samples: int = _PLANNER.network_samples
+    network_fallback: bool = _PLANNER.network_fallback
 
     @property
     def hardware(self) -> hardware.HardwareConfig:
@@ -201,6 +202,8 @@ _PARAMETERS = {
                          "config/checkpoints/<hand>.safetensors", None, None),
     "network_samples": (_D.network_samples, "grasp_backend network: CVAE samples recovered and ranked per request",
                         None, _int_range(1, 256)),
+    "network_fallback": (_D.network_fallback, "grasp_backend network: when none of the network's candidates passes "
+                         "IK and motion planning (or it has none), try the optimiser's", None, None),
 }
 
 
@@ -327,7 +330,8 @@ class PlannerNode(Node):
             arm_command_topic=p["arm_command_topic"], hand_command_topic=p["hand_command_topic"],
             hand_command_type=p["hand_command_type"], hand_joint_order=tuple(p["hand_joint_order"] or ()),
             hand_setpoint_rate_hz=float(p["hand_setpoint_rate_hz"]), grasp_backend=p["grasp_backend"],
-            grasp_checkpoint=p["grasp_checkpoint"], network_samples=int(p["network_samples"]))
+            grasp_checkpoint=p["grasp_checkpoint"], network_samples=int(p["network_samples"]),
+            network_fallback=bool(p["network_fallback"]))
 
     def _parameter_value(self, name: str):
         """The parameter's value; None for a typed parameter declared without a default and not set."""
@@ -341,7 +345,8 @@ class PlannerNode(Node):
         return PlannerConfig(approach_offset_m=cfg.approach_offset_m, lift_height_m=cfg.lift_height_m,
                              table_z_m=cfg.table_z_m, num_candidates=cfg.num_candidates,
                              camera_xyz=cfg.camera_xyz, grasp_backend=cfg.grasp_backend,
-                             grasp_checkpoint=cfg.grasp_checkpoint, network_samples=cfg.network_samples)
+                             grasp_checkpoint=cfg.grasp_checkpoint, network_samples=cfg.network_samples,
+                             network_fallback=cfg.network_fallback)
 
     def _make_backend(self) -> MotionBackend:
         cfg, hand = self.config, self.hand
@@ -580,7 +585,7 @@ class PlannerNode(Node):
         })
         self.get_logger().info(
             f"grasp planned in {timings['total']:.2f} s: candidate {rank} of {len(result.candidates)} "
-            f"(score {chosen.score:.3f}), trajectory {len(plan.times_s)} points over {plan.duration_s:.2f} s"
+            f"({chosen.info.get('backend', '?')}, score {chosen.score:.3f}), trajectory {len(plan.times_s)} points over {plan.duration_s:.2f} s"
             f"{', sent for execution' if sent else ' (not executed)'}")
 
     def _publish_failure(self, msg: PointCloud2, reason: str, timings: dict,

@@ -3,7 +3,8 @@
 Waypoints of a grasp: start → pre-grasp (hand open) → grasp (hand open) → grasp (hand squeezed)
 [→ lift (hand squeezed), when ``lift_height_m`` > 0]. Every candidate is tried best-first until one passes IK (pre-grasp and
 grasp on the same branch, a straight lift) and the motion backend (collision + safety checks).
-No trajectory is returned unless every check passed.
+With the network backend and ``network_fallback``, the optimiser's candidates are tried after the
+network's when none of those passes. No trajectory is returned unless every check passed.
 """
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ import numpy as np
 
 from grasp_planner.franka_ik import FrankaKinematics
 from grasp_planner.grasp_predictor import (GRASP_BACKENDS, GraspPredictionError, GraspPredictor,
-                                           NetworkPredictorConfig, make_grasp_predictor)
+                                           NetworkPredictorConfig, OptimiserPredictor, make_grasp_predictor)
 from grasp_planner.grasp_synthesis import GraspCandidate, GraspSynthesizer, SynthesisConfig
 from grasp_planner.hands.description import HandDescription
 from grasp_planner.motion.base import MotionBackend, MotionPlan, PlanningError, PlanningScene
@@ -39,6 +40,8 @@ class PlannerConfig:
     grasp_backend: str = "optimiser"      # grasp predictor: optimiser | network (falls back to the optimiser)
     grasp_checkpoint: str = ""            # network checkpoint; "" = config/checkpoints/<hand>.safetensors
     network_samples: int = 32             # CVAE samples recovered per request (network backend)
+    network_fallback: bool = True         # network backend: when none of its candidates passes IK and motion
+                                          # planning (or it has none), try the optimiser's candidates
 
     def __post_init__(self) -> None:
         if self.grasp_backend not in GRASP_BACKENDS:
@@ -105,8 +108,29 @@ class GraspPlanner:
         self.kinematics = kinematics or FrankaKinematics()
         self.predictor = predictor or make_grasp_predictor(
             self.config.grasp_backend, hand, self.synthesizer, self.config.grasp_checkpoint or None,
-            NetworkPredictorConfig(num_samples=self.config.network_samples), self.kinematics, warn)
+            NetworkPredictorConfig(num_samples=self.config.network_samples,
+                                   approach_offset_m=self.config.approach_offset_m), self.kinematics, warn,
+            arm_check=self._arm_check())
         self._root_to_flange = np.linalg.inv(hand.mount_transform)
+
+    def scene(self, cloud: np.ndarray) -> PlanningScene:
+        """The motion planner's world: the table (top at ``table_z_m``) and the object cloud (N, 3), metres."""
+        return PlanningScene(table_center_m=(0.4, 0.0, self.config.table_z_m - 0.025),
+                             table_size_m=(1.2, 1.2, 0.05), object_points_m=cloud)
+
+    def _arm_check(self) -> Callable[[np.ndarray, np.ndarray | None], str] | None:
+        """(arm configuration (7,), object cloud (N, 3) or None) → "" or which body the motion backend
+        finds in the table or within its clearance of the object; None when the backend has no
+        per-configuration check (MoveIt checks its own scene)."""
+        first_collision = getattr(self.backend, "first_collision", None)
+        if first_collision is None:
+            return None
+
+        def check(q_arm: np.ndarray, cloud: np.ndarray | None) -> str:
+            scene = self.scene(np.zeros((0, 3)) if cloud is None else np.asarray(cloud, dtype=float).reshape(-1, 3))
+            hit = first_collision(q_arm, scene, check_object=cloud is not None)
+            return "" if hit is None else f"'{hit[0]}' in the {hit[1]}"
+        return check
 
     def plan(self, cloud: np.ndarray, start: dict[str, float], image: np.ndarray | None = None,
              pixel_uv: np.ndarray | None = None) -> PlanResult:
@@ -138,19 +162,52 @@ class GraspPlanner:
         except GraspPredictionError as exc:
             return PlanResult(False, f"grasp prediction ({self.predictor.name}): {exc}", timings_s=timings)
         timings["grasp_synthesis"] = time.perf_counter() - t0
-        if not candidates:
+        fallback = self.predictor.name == "network" and cfg.network_fallback
+        if not candidates and not fallback:
             return PlanResult(False, f"no grasp candidate ({self.predictor.name}): "
                               f"{self.predictor.no_candidate_reason()}", timings_s=timings)
-        scene = PlanningScene(table_center_m=(0.4, 0.0, cfg.table_z_m - 0.025),
-                              table_size_m=(1.2, 1.2, 0.05), object_points_m=cloud)
+        none = [] if candidates else [f"network: no candidate ({self.predictor.no_candidate_reason()})"]
+        result = self._first_feasible(candidates, cloud, start, timings, earlier=none)
+        if result.success or not fallback:
+            return result
+        # None of the network's candidates can be executed: the optimiser's come next (each
+        # candidate's info["backend"] says which backend planned it).
+        backup = OptimiserPredictor(self.synthesizer)
+        t1 = time.perf_counter()
+        extra = backup.predict(cloud, proxy, cfg.num_candidates)
+        timings = {**result.timings_s, "grasp_synthesis": timings["grasp_synthesis"] + time.perf_counter() - t1}
+        if not extra:
+            return PlanResult(False, f"{result.reason}; optimiser fallback: no grasp candidate: "
+                              f"{backup.no_candidate_reason()}", candidates=candidates, timings_s=timings,
+                              rejections=result.rejections)
+        second = self._first_feasible(extra, cloud, start, timings, rank_offset=len(candidates),
+                                      earlier=result.rejections)
+        second.candidates = candidates + extra
+        return second
+
+    def _first_feasible(self, candidates: list[GraspCandidate], cloud: np.ndarray, start: dict[str, float],
+                        timings: dict[str, float], rank_offset: int = 0, earlier: list[str] | None = None) -> PlanResult:
+        """Try ``candidates`` best first (IK, then the motion backend); the first that passes is the plan.
+
+        Args:
+            candidates: ranked grasp candidates.
+            cloud: (N, 3) object points, base frame, metres (collision scene).
+            start: current joint positions by name.
+            timings: stage times so far (seconds), extended with ``ik`` and ``motion_plan``.
+            rank_offset: number of candidates tried before these (rejection messages count on).
+            earlier: rejections of candidates tried before these.
+        """
+        cfg = self.config
+        timings = dict(timings)
+        scene = self.scene(cloud)
         # Measured states sit a hair outside hard stops (soft contacts); clip them onto the limits.
         q_start = np.clip([start[n] for n in panda.ARM_JOINT_NAMES],
                           panda.JOINT_LIMITS_RAD[:, 0], panda.JOINT_LIMITS_RAD[:, 1])
         hand_lo = dict(zip(self.hand.joint_names, self.hand.joint_limits[:, 0]))
         hand_hi = dict(zip(self.hand.joint_names, self.hand.joint_limits[:, 1]))
-        rejections: list[str] = []
-        t_ik = t_motion = 0.0
-        for rank, cand in enumerate(candidates):
+        rejections: list[str] = list(earlier or [])
+        t_ik, t_motion = timings.get("ik", 0.0), timings.get("motion_plan", 0.0)
+        for rank, cand in enumerate(candidates, start=rank_offset):
             t1 = time.perf_counter()
             T_flange = cand.T_base_root @ self._root_to_flange
             axis_flange = T_flange[:3, :3].T @ cand.approach
@@ -187,7 +244,7 @@ class GraspPlanner:
                               arm_goal=arm(grasp.q), hand_goal=dict(cand.q_squeeze),
                               T_base_flange=T_flange, timings_s=timings, rejections=rejections)
         timings.update(ik=t_ik, motion_plan=t_motion)
-        return PlanResult(False, f"all {len(candidates)} candidates failed: " + "; ".join(rejections),
+        return PlanResult(False, f"all {rank_offset + len(candidates)} candidates failed: " + "; ".join(rejections),
                           candidates=candidates, timings_s=timings, rejections=rejections)
 
 

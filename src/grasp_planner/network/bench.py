@@ -119,12 +119,14 @@ def bench_network(config: NetworkConfig | None = None, samples: Sequence[int] = 
 
 
 def bench_predictor(cloud: np.ndarray, hand_name: str, checkpoint: str | None = None,
-                    samples: Sequence[int] = (1, 32), runs: int = 10, threads: int = 2,
+                    samples: Sequence[int] = (1, 32), runs: int = 10, threads: int = 1,
                     table_z_m: float = 0.0, camera_xyz: Sequence[float] | None = None) -> dict[str, float]:
     """Time the planner's network backend end to end: object cloud → ranked grasp candidates.
 
     Per run and K: object proxy, network forward with K prior samples, recovery, and ranking
-    (penetration, table, fingertip contact, Franka IK reachability) — everything the planner's
+    (penetration, table, fingertip contact), then the arm check best first (hand capsule vs table, Franka
+    IK of grasp and pre-grasp) until min(K, the planner's ``num_candidates``) are kept or none is left —
+    everything the planner's
     ``grasp_synthesis`` stage does with ``grasp_backend: network``.
 
     Args:
@@ -134,7 +136,7 @@ def bench_predictor(cloud: np.ndarray, hand_name: str, checkpoint: str | None = 
             when there is none — its recovery runs its worst case, so the numbers are upper bounds).
         samples: candidate counts K.
         runs: timed runs per K (after one warm-up).
-        threads: torch intra-op threads.
+        threads: torch intra-op threads of the predictor (``NetworkPredictorConfig.threads``; the planner's default is 1).
         table_z_m, camera_xyz: the proxy's table height and camera (single-view completion).
 
     Returns:
@@ -148,6 +150,7 @@ def bench_predictor(cloud: np.ndarray, hand_name: str, checkpoint: str | None = 
     from grasp_planner.hands.description import load_hand
     from grasp_planner.network.checkpoint import save_checkpoint
     from grasp_planner.object_model import build_object_proxy
+    from grasp_planner.pipeline import PlannerConfig
 
     hand = load_hand(hand_name)
     path = Path(checkpoint) if checkpoint else default_checkpoint(hand_name)
@@ -161,12 +164,13 @@ def bench_predictor(cloud: np.ndarray, hand_name: str, checkpoint: str | None = 
                                        DRONetwork(NetworkConfig(hand=hand_name, use_image=False)))
             result: dict[str, float] = {"trained_checkpoint": float(trained)}
             for k in samples:
-                predictor = NetworkPredictor(hand, path, NetworkPredictorConfig(num_samples=k))
+                predictor = NetworkPredictor(hand, path, NetworkPredictorConfig(num_samples=k, threads=threads))
+                wanted = min(k, PlannerConfig().num_candidates)      # the planner asks for its num_candidates
                 times, kept = [], []
                 for run in range(runs + 1):
                     t0 = time.perf_counter()
                     proxy = build_object_proxy(cloud, table_z_m, None if camera_xyz is None else np.asarray(camera_xyz))
-                    candidates = predictor.predict(cloud, proxy, max_results=k)
+                    candidates = predictor.predict(cloud, proxy, max_results=wanted)
                     if run:
                         times.append(time.perf_counter() - t0)
                         kept.append(len(candidates))
