@@ -249,10 +249,16 @@ def test_demo_report_and_summary_record_the_backend_and_checkpoint_hash(tmp_path
             "checkpoint_sha256": _sha256(SHADOW_CKPT), "fallback_reason": None}
     config = DemoConfig(grasp_backend="network", grasp_checkpoint=str(SHADOW_CKPT), out_dir=tmp_path)
     report = demo.build_report(config, _status_record(info), 5, {})
-    assert report["grasp_backend"] == info
+    assert report["grasp_backend"] == {**info, "goal_from": "network"}
     assert report["run"]["grasp_backend"] == "network" and report["run"]["grasp_checkpoint"] == str(SHADOW_CKPT)
     row = dict(demo.summary_rows(report))["grasp backend"]
     assert row.startswith("network (") and str(SHADOW_CKPT) in row and info["checkpoint_sha256"][:12] in row
+    assert "goal from" not in row
+    # The network's candidates all failed and its optimiser fallback planned: the summary says so.
+    record = _status_record(info)
+    record.planner_status["chosen"]["info"]["backend"] = "optimiser"
+    row = dict(demo.summary_rows(demo.build_report(config, record, 5, {})))["grasp backend"]
+    assert row.startswith("network (") and "goal from the optimiser" in row
 
 
 def test_demo_prints_the_fallback_warning_once_and_refuses_an_override_that_did_not_arrive(tmp_path):

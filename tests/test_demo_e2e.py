@@ -58,7 +58,8 @@ def test_demo_plans_executes_and_reports_a_small_scene(tmp_path, ros_domain_id):
     backend = report["grasp_backend"]      # the planner's own account of the predictor that planned
     configured = demo_module.node_parameters("sim", "grasp_planner", {"hand": "shadow"})["grasp_backend"]
     assert backend["requested"] == configured, backend
-    assert backend["backend"] == report["planner_status"]["chosen"]["info"]["backend"], backend
+    chosen = report["planner_status"]["chosen"]["info"]["backend"]    # the network's optimiser fallback may plan
+    assert chosen == backend["backend"] or (backend["backend"], chosen) == ("network", "optimiser"), backend
     assert (backend["checkpoint_sha256"] is not None) == (backend["backend"] == "network"), backend
     assert "grasp backend" in proc.stdout
 

@@ -7,8 +7,8 @@ into the output folder:
 - ``report.json`` — object, hand, ``goal_produced``, ``held``, ``max_displacement_m``,
   per-direction displacement, ``timings_s`` per stage, the failure (stage + reason) if any,
   ``grasp_backend`` (the planner's report of the predictor that planned: ``requested``,
-  ``backend``, ``checkpoint`` + ``checkpoint_sha256`` for the network, ``fallback_reason``),
-  versions. Written atomically (temporary file, then ``os.replace``), also when a stage fails.
+  ``backend``, ``checkpoint`` + ``checkpoint_sha256`` for the network, ``fallback_reason``, and
+  ``goal_from``: the backend whose candidate became the goal), versions. Written atomically (temporary file, then ``os.replace``), also when a stage fails.
 - ``grasp.png`` — the predicted grasp configuration rendered by the simulator from the RGB-D
   camera and from the overview camera, side by side, with a title bar.
 - ``scene_after.png`` — the simulator's state after the lift (as published when the
@@ -370,7 +370,7 @@ def build_report(config: DemoConfig, rec: RunRecord, domain_id: int | None,
         if rec.perception else None,
         "perception_frames": rec.perception_frames,
         "planner_status": rec.planner_status,
-        "grasp_backend": (rec.planner_status or {}).get("grasp_backend"),
+        "grasp_backend": _backend_with_goal(rec.planner_status),
         "joint_goal": rec.joint_goal,
         "grasp_result": rec.result,
         "run": {"ros_domain_id": domain_id, "real_time_factor": config.real_time_factor,
@@ -513,6 +513,16 @@ def diagnose_stall(rec: RunRecord) -> tuple[str, str]:
         return "planning", f"no joint goal; last planner status: {planner_reason(st) or json.dumps(st)[:300]}"
     return "execution", ("joint goal received but no /sim/grasp_result: the trajectory was not "
                          "executed or the disturbance test did not finish")
+
+
+def _backend_with_goal(status: Mapping[str, Any] | None) -> dict | None:
+    """The planner status's ``grasp_backend`` plus ``goal_from``: the backend of the chosen candidate
+    (the optimiser when the network's fallback planned), None without a goal."""
+    info = (status or {}).get("grasp_backend")
+    if info is None:
+        return None
+    chosen = (status or {}).get("chosen") or {}
+    return {**info, "goal_from": (chosen.get("info") or {}).get("backend")}
 
 
 def summary_rows(report: Mapping[str, Any]) -> list[tuple[str, Any]]:

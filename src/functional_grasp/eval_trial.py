@@ -287,7 +287,7 @@ def _run(task: TrialTask, res: TrialResult) -> None:
         return
 
     planner = cache.planner(task)
-    res.grasp_backend = {"requested": planner.config.grasp_backend, **planner.predictor.describe()}
+    res.grasp_backend = {"requested": planner.config.grasp_backend, **planner.predictor.describe(), "goal_from": None}
     plan = planner.plan(cloud, world.joint_positions(), image=frame.rgb, pixel_uv=pixel_uv)
     t["synthesis"] = plan.timings_s.get("grasp_synthesis")
     t["ik"] = plan.timings_s.get("ik")

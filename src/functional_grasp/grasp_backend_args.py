@@ -136,7 +136,9 @@ def describe_backend(info: Mapping[str, Any] | None) -> str:
         text += f" ({info['checkpoint']}, sha256 {sha}…)"
     if info.get("fallback_reason"):
         text += f" (asked for {info.get('requested', 'network')}; fell back, see the warning)"
-    if info.get("goal_from") and info.get("goal_from") != info.get("backend"):
+    if "goal_from" in info and info["goal_from"] is None:
+        text += ", no goal"
+    elif info.get("goal_from") and info.get("goal_from") != info.get("backend"):
         text += f", goal from the {info['goal_from']} (none of the {info.get('backend')}'s candidates could be executed)"
     return text
 

@@ -575,6 +575,10 @@ class PlannerNode(Node):
             self.get_logger().error(execute_error)
         chosen = result.candidate
         rank = next((i for i, c in enumerate(result.candidates) if c is chosen), None)
+        if chosen.info.get("backend") != self.planner.predictor.name:
+            self.get_logger().warning(
+                f"none of the {self.planner.predictor.name}'s candidates could be executed (IK, collisions, limits); "
+                f"planned with the {chosen.info.get('backend')}'s candidate {rank} (network_fallback)")
         self._publish_status(msg, {
             "success": execute_error is None, "reason": execute_error or "", "timings_s": timings,
             "n_candidates": len(result.candidates),
