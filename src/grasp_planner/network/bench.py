@@ -38,7 +38,7 @@ def _scene(config: NetworkConfig, gen: torch.Generator) -> DROBatch:
 
 
 def bench_network(config: NetworkConfig | None = None, samples: Sequence[int] = (1, 32), runs: int = 10,
-                  threads: int = 2, seed: int = 0) -> dict[str, float]:
+                  threads: int = 1, seed: int = 0) -> dict[str, float]:
     """Time forward pass + grasp recovery of the default network on this CPU.
 
     Per run and candidate count K: the network predicts K distance matrices for one scene (prior
@@ -53,7 +53,8 @@ def bench_network(config: NetworkConfig | None = None, samples: Sequence[int] = 
         config: network config (default :class:`NetworkConfig`, hand from it).
         samples: candidate counts K to time.
         runs: timed runs per K (after one warm-up).
-        threads: torch intra-op threads.
+        threads: torch intra-op threads (1, as the planner predicts: on 2 cores with one busy, 2 threads
+            made the same work 10-16x slower).
         seed: scene and grasp seed.
 
     Returns:
