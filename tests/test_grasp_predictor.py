@@ -201,3 +201,32 @@ def test_planner_falls_back_to_the_optimisers_candidates_when_the_networks_canno
         else:
             assert not result.success and result.plan is None
             assert result.reason.startswith("no grasp candidate (network)")
+
+
+def test_ranking_weighs_penetration_where_the_fingers_start_closing(hand, synthesizer, tiny_checkpoint):
+    # The D(R,O) validator starts closing from the grasp opened 25 % toward the open pose and refuses
+    # > 5 mm of penetration there; the network's ranking measures the hand at that opening too.
+    cloud = visible_cylinder()
+    proxy = build_object_proxy(cloud, 0.0, np.asarray(CAMERA_XYZ))
+    good = synthesizer.synthesize(proxy, max_results=1)[0]
+    _, kin, _ = cached_hand_chain(HAND, TINY.hand_points)
+    q_full = torch.as_tensor(full_vector(hand, good.q_grasp))[None]
+    pushed = torch.as_tensor(good.T_base_root)[None].clone()
+    pushed[:, :3, 3] += torch.as_tensor(good.approach) * 0.02                     # 2 cm into the object
+    found = {}
+    for fraction in (0.0, 1.0):
+        predictor = NetworkPredictor(hand, tiny_checkpoint, NetworkPredictorConfig(
+            num_samples=1, refine_iterations=0, close_fingers=False, reachability=False, open_fraction=fraction,
+            weight_open_penetration=30.0))
+        predictor.model = _Teacher(kin.forward(q_full, root_pose=pushed).points, TINY)
+        found[fraction] = predictor.predict(cloud, proxy, max_results=1)[0]
+    info = found[0.0].info
+    assert info["open_penetration_m"] == pytest.approx(info["penetration_m"], abs=1e-9)     # the grasp itself
+    best = found[1.0]
+    q_open = torch.as_tensor(full_vector(hand, hand.open_pose))[None]
+    opened = kin.forward(q_open, root_pose=torch.as_tensor(best.T_base_root)[None]).points[0].double().numpy()
+    expected = np.maximum(-proxy.signed_distance(opened), 0.0).sum()
+    assert expected > 1e-3                                    # the open hand is in the object here
+    assert best.info["open_penetration_m"] == pytest.approx(expected, rel=1e-6)
+    with pytest.raises(ValueError, match="open_fraction"):
+        NetworkPredictorConfig(open_fraction=1.5)

@@ -129,6 +129,13 @@ class NetworkPredictorConfig:
         weight_untouched_finger: ranking cost per finger that does not reach the object in the contact
             closure (``close_fingers``): 0.1 weighs like 5 mm of penetration, so a floating hand
             (nothing to penetrate, nothing held) does not outrank one that grips.
+        weight_open_penetration: ranking weight per metre of penetration (summed over hand points) of
+            the object proxy by the hand opened ``open_fraction`` of the way toward the open pose: where
+            the fingers start closing (the D(R,O) validator starts 25 % open and refuses more than 5 mm
+            of penetration there). 0 = off (the default): 30 doubled the top grasp's held-out
+            successes on the set it was tuned on (6 → 12 of 60 OYMotion objects) and changed nothing
+            on the reported set (9 → 9), nor in the arm pipeline (50 → 51 of 80).
+        open_fraction: that opening, 0..1.
         max_penetration_m: candidates whose summed penetration exceeds this are dropped.
         refine_iterations: Gauss–Newton iterations of the contact/penetration refinement after the joint solve
             (:func:`~grasp_planner.network.recovery.refine_grasps`); 0 = off.
@@ -155,6 +162,8 @@ class NetworkPredictorConfig:
     weight_table: float = 50.0
     weight_contact: float = 2.0
     weight_untouched_finger: float = 0.1
+    weight_open_penetration: float = 0.0
+    open_fraction: float = 0.25
     max_penetration_m: float = 0.5
     refine_iterations: int = 15
     close_fingers: bool = True
@@ -170,6 +179,8 @@ class NetworkPredictorConfig:
             raise ValueError(f"squeeze must be in [0, 1], got {self.squeeze}")
         if self.refine_iterations < 0:
             raise ValueError(f"refine_iterations must be >= 0, got {self.refine_iterations}")
+        if not 0.0 <= self.open_fraction <= 1.0:
+            raise ValueError(f"open_fraction must be in [0, 1], got {self.open_fraction}")
         if self.threads < 1:
             raise ValueError(f"threads must be >= 1, got {self.threads}")
         if self.approach_offset_m < 0:
@@ -204,7 +215,7 @@ class NetworkPredictor(GraspPredictor):
 
         from grasp_planner.network.checkpoint import load_checkpoint
         from grasp_planner.network.closure import FingerMap
-        from grasp_planner.network.hand_chain import actuated_vector, cached_hand_chain
+        from grasp_planner.network.hand_chain import actuated_vector, cached_hand_chain, full_vector
 
         self.hand, self.config = hand, config or NetworkPredictorConfig()
         self.checkpoint = Path(checkpoint)
@@ -219,6 +230,7 @@ class NetworkPredictor(GraspPredictor):
         lower, upper = self.chain.lower.numpy(), self.chain.upper.numpy()
         delta = actuated_vector(hand, hand.closed_pose) - actuated_vector(hand, hand.open_pose)
         self._squeeze = lambda q: np.clip(q + self.config.squeeze * delta, lower, upper)  # noqa: E731
+        self._q_open_full = torch.as_tensor(full_vector(hand, hand.open_pose))[None]
         self._root_to_flange = np.linalg.inv(hand.mount_transform)
         self._fingers = FingerMap.for_hand(hand, self.kin.model, self.kin.point_link, self.chain.joint_names)
         self._ik = kinematics
@@ -385,6 +397,13 @@ class NetworkPredictor(GraspPredictor):
             z = g.solution.points[..., 2].double()
             return torch.relu(proxy.table_z + cfg.table_clearance_m - z).amax(dim=-1)
 
+        def opening(g) -> torch.Tensor:                   # the pose the fingers start closing from
+            q = g.solution.q_full.detach().double()
+            start = q + cfg.open_fraction * (self._q_open_full.to(q.dtype) - q)
+            pts = self.kin.forward(start, root_pose=g.solution.wrist_pose.detach().double()).points.numpy()
+            sd = proxy.signed_distance(pts.reshape(-1, 3)).reshape(pts.shape[:2])
+            return torch.as_tensor(np.maximum(-sd, 0.0).sum(axis=1))
+
         def contact(g) -> torch.Tensor:
             tips = self.kin.forward(g.solution.q_full, root_pose=g.solution.wrist_pose).fingertips
             sd = proxy.signed_distance(tips.detach().double().numpy().reshape(-1, 3)).reshape(tips.shape[:2])
@@ -392,6 +411,8 @@ class NetworkPredictor(GraspPredictor):
 
         terms = {"penetration_m": (cfg.weight_penetration, penetration), "table_m": (cfg.weight_table, table),
                  "fingertip_gap_m": (cfg.weight_contact, contact)}
+        if cfg.weight_open_penetration > 0:
+            terms["open_penetration_m"] = (cfg.weight_open_penetration, opening)
         if touching is not None:
             untouched = (~touching).sum(dim=1).double()
             terms["untouched_fingers"] = (cfg.weight_untouched_finger, lambda g: untouched)
