@@ -27,9 +27,11 @@ pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 HAND = "inspire"
 #: A tiny network: the behaviours, not the quality, are under test.
+#: The shipped decoder (geometric): over six data seeds 2 epochs cut the training L1 by 28-43 %; the kernel
+#: decoder's L1 moved by -7 % to +35 % (it starts at a typical distance and barely learns in 4 steps).
 TINY = NetworkConfig(hand=HAND, hand_points=64, object_points=128, sampled_object_points=48, knn_k=8,
                      edge_channels=(16, 16), feature_dim=32, latent_dim=16, decoder_widths=(8, 1), local_k=8,
-                     density_k=4, use_image=False)
+                     density_k=4, use_image=False, decoder="geometric")
 TRAIN = TrainConfig(epochs=2, batch_size=4, learning_rate=3e-3, validation_fraction=0.25, view="mixed",
                     pose_loss=True, penetration_loss=True)
 
@@ -85,8 +87,7 @@ def test_dataset_maps_joints_by_name_and_skips_other_hands(tmp_path):
 def test_short_training_lowers_the_loss_writes_curves_and_resumes_exactly(data_dir, tmp_path):
     full = train(data_dir, TINY, TRAIN, tmp_path / "full", progress=False, log=lambda s: None)
     losses = [e["train_l1_m"] for e in full.history]
-    # The decoder starts at a typical distance (INITIAL_DISTANCE_M), so 4 steps cut the error by ~10 %, not 2x.
-    assert len(losses) == 2 and losses[-1] < 0.95 * losses[0], losses
+    assert len(losses) == 2 and losses[-1] < 0.85 * losses[0], losses
     # Validation (one held-out object: too few steps to generalise) is measured, plain and contact-weighted.
     assert all(0 < e["val_l1_m"] < 1 and 0 < e["val_contact_l1_m"] < 1 for e in full.history)
     png = tmp_path / "full" / LOSS_PNG
