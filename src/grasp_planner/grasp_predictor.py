@@ -294,7 +294,7 @@ class NetworkPredictor(GraspPredictor):
             cloud: (N, 3) object points the pre-grasp must keep clear of (``arm_check``), or None.
 
         Returns:
-            "" or a short reason ("hand capsule below the table at the grasp", ...).
+            "" or a short reason ("hand capsule in the table at the grasp", "grasp out of the arm's reach", ...).
         """
         cfg = self.config
         T_flange = T_base_root @ self._root_to_flange
