@@ -8,7 +8,8 @@ into the output folder:
   per-direction displacement, ``timings_s`` per stage, the failure (stage + reason) if any,
   ``grasp_backend`` (the planner's report of the predictor that planned: ``requested``,
   ``backend``, ``checkpoint`` + ``checkpoint_sha256`` for the network, ``fallback_reason``, and
-  ``goal_from``: the backend whose candidate became the goal), versions. Written atomically (temporary file, then ``os.replace``), also when a stage fails.
+  ``goal_from``: the backend whose candidate became the goal), versions. Written atomically
+  (temporary file, then ``os.replace``), also when a stage fails.
 - ``grasp.png`` — the predicted grasp configuration rendered by the simulator from the RGB-D
   camera and from the overview camera, side by side, with a title bar.
 - ``scene_after.png`` — the simulator's state after the lift (as published when the

@@ -139,7 +139,8 @@ def describe_backend(info: Mapping[str, Any] | None) -> str:
     if "goal_from" in info and info["goal_from"] is None:
         text += ", no goal"
     elif info.get("goal_from") and info.get("goal_from") != info.get("backend"):
-        text += f", goal from the {info['goal_from']} (none of the {info.get('backend')}'s candidates could be executed)"
+        text += (f", goal from the {info['goal_from']} (none of the {info.get('backend')}'s candidates "
+                 "could be executed)")
     return text
 
 

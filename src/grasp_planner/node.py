@@ -589,7 +589,8 @@ class PlannerNode(Node):
         })
         self.get_logger().info(
             f"grasp planned in {timings['total']:.2f} s: candidate {rank} of {len(result.candidates)} "
-            f"({chosen.info.get('backend', '?')}, score {chosen.score:.3f}), trajectory {len(plan.times_s)} points over {plan.duration_s:.2f} s"
+            f"({chosen.info.get('backend', '?')}, score {chosen.score:.3f}), trajectory {len(plan.times_s)} points "
+            f"over {plan.duration_s:.2f} s"
             f"{', sent for execution' if sent else ' (not executed)'}")
 
     def _publish_failure(self, msg: PointCloud2, reason: str, timings: dict,

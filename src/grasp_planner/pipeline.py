@@ -186,7 +186,8 @@ class GraspPlanner:
         return second
 
     def _first_feasible(self, candidates: list[GraspCandidate], cloud: np.ndarray, start: dict[str, float],
-                        timings: dict[str, float], rank_offset: int = 0, earlier: list[str] | None = None) -> PlanResult:
+                        timings: dict[str, float], rank_offset: int = 0,
+                        earlier: list[str] | None = None) -> PlanResult:
         """Try ``candidates`` best first (IK, then the motion backend); the first that passes is the plan.
 
         Args:

@@ -137,7 +137,8 @@ def bench_predictor(cloud: np.ndarray, hand_name: str, checkpoint: str | None = 
             when there is none — its recovery runs its worst case, so the numbers are upper bounds).
         samples: candidate counts K.
         runs: timed runs per K (after one warm-up).
-        threads: torch intra-op threads of the predictor (``NetworkPredictorConfig.threads``; the planner's default is 1).
+        threads: torch intra-op threads of the predictor (``NetworkPredictorConfig.threads``; the
+            planner's default is 1).
         table_z_m, camera_xyz: the proxy's table height and camera (single-view completion).
 
     Returns:
