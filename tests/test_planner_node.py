@@ -161,7 +161,7 @@ def assert_goal_within_limits(goal: JointState) -> dict:
     return q
 
 
-def assert_grasp_markers(array: MarkerArray, stamp_s: int) -> None:
+def assert_grasp_markers(array: MarkerArray, stamp_s: int, chosen_contacts: dict) -> None:
     first, rest = array.markers[0], array.markers[1:]
     assert first.action == Marker.DELETEALL
     namespaces = [m.ns for m in rest]
@@ -174,8 +174,10 @@ def assert_grasp_markers(array: MarkerArray, stamp_s: int) -> None:
     # The predicted hand wraps the cylinder: its points come within 2 cm of the cylinder surface.
     radial = np.hypot(best[:, 0] - CYLINDER_XY[0], best[:, 1] - CYLINDER_XY[1])
     assert np.min(np.abs(radial - CYLINDER_R_M)[best[:, 2] < CYLINDER_H_M]) < 0.02
-    contacts = np.array([[p.x, p.y, p.z] for p in by_ns["contacts"].points])
-    assert len(contacts) >= 3
+    # The contact marker shows the chosen grasp's fingertip contacts (the status lists them), on the cylinder.
+    contacts = np.array([[p.x, p.y, p.z] for p in by_ns["contacts"].points]).reshape(-1, 3)
+    expected = np.array([p for p in chosen_contacts.values() if p is not None]).reshape(-1, 3)
+    np.testing.assert_allclose(contacts, expected, atol=1e-9)
     assert np.all(np.abs(np.hypot(contacts[:, 0] - 0.5, contacts[:, 1]) - CYLINDER_R_M) < 0.02)
     assert by_ns["approach"].type == Marker.ARROW and len(by_ns["approach"].points) == 2
 
@@ -206,7 +208,8 @@ def test_seen_cylinder_gives_goal_trajectory_markers_and_status(make_harness):
     goal_arm = np.array([goal[n] for n in panda.ARM_JOINT_NAMES])
     assert np.min(np.abs(q[:, arm] - goal_arm).max(axis=1)) < 1e-6          # passes through the grasp
 
-    assert_grasp_markers(h.markers[-1], stamp_s=1)
+    assert status["grasp_backend"]["backend"] == "network"                # the default predictor
+    assert_grasp_markers(h.markers[-1], stamp_s=1, chosen_contacts=status["chosen"]["contacts"])
 
     h.cloud_pub.publish(cloud_msg(cylinder_cloud(), stamp_s=2))  # a later cloud is only stored
     h.spin_for(NO_OUTPUT_GRACE_S)
@@ -251,7 +254,7 @@ def test_bad_clouds_report_why_publish_nothing_then_replan_plans_without_executi
     assert status["execute"] is False and status["trajectory_sent"] is False
     assert h.spin_until(lambda: h.goals and len(h.markers) > len(BAD_CLOUDS), 2.0)
     assert_goal_within_limits(h.goals[-1])
-    assert_grasp_markers(h.markers[-1], stamp_s=10)
+    assert_grasp_markers(h.markers[-1], stamp_s=10, chosen_contacts=status["chosen"]["contacts"])
     h.spin_for(NO_OUTPUT_GRACE_S)
     assert h.trajectories == []
 

@@ -582,7 +582,9 @@ class PlannerNode(Node):
         self._publish_status(msg, {
             "success": execute_error is None, "reason": execute_error or "", "timings_s": timings,
             "n_candidates": len(result.candidates),
-            "chosen": {"rank": rank, "score": chosen.score, "info": chosen.info, "approach": chosen.approach},
+            "chosen": {"rank": rank, "score": chosen.score, "info": chosen.info, "approach": chosen.approach,
+                       "contacts": {f: (None if p is None else [float(v) for v in p])
+                                    for f, p in chosen.contacts.items()}},
             "joint_goal": {n: goal[n] for n in self.goal_joint_names},
             "execute": cfg.execute, "trajectory_sent": sent, "command_target": cfg.command_target,
             "trajectory": {"points": len(plan.times_s), "duration_s": plan.duration_s},

@@ -37,7 +37,7 @@ class PlannerConfig:
     table_z_m: float = 0.0                # table top height in the base frame
     num_candidates: int = 8               # grasp candidates tried (best first)
     camera_xyz: tuple[float, float, float] | None = None  # for completing single-view clouds
-    grasp_backend: str = "optimiser"      # grasp predictor: optimiser | network (falls back to the optimiser)
+    grasp_backend: str = "network"        # grasp predictor: network (falls back to the optimiser) | optimiser
     grasp_checkpoint: str = ""            # network checkpoint; "" = config/checkpoints/<hand>.safetensors
     network_samples: int = 32             # CVAE samples recovered per request (network backend)
     network_fallback: bool = True         # network backend: when none of its candidates passes IK and motion
