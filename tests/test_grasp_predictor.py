@@ -14,6 +14,7 @@ from grasp_planner.network.config import NetworkConfig
 from grasp_planner.network.hand_chain import cached_hand_chain, full_vector
 from grasp_planner.network.model import DRONetwork, DROOutput
 from grasp_planner.network.recovery import axis_angle_to_matrix, recover_grasps
+from grasp_planner.network.visibility import VisibleSurface
 from grasp_planner.object_model import build_object_proxy
 from grasp_planner.pipeline import GraspPlanner, PlannerConfig, builtin_backend
 from grasp_planner.robots import panda
@@ -230,3 +231,36 @@ def test_ranking_weighs_penetration_where_the_fingers_start_closing(hand, synthe
     assert best.info["open_penetration_m"] == pytest.approx(expected, rel=1e-6)
     with pytest.raises(ValueError, match="open_fraction"):
         NetworkPredictorConfig(open_fraction=1.5)
+
+
+def test_ranking_demotes_hands_that_start_behind_the_visible_side(hand, synthesizer, tiny_checkpoint):
+    # One view shows the cylinder's near half; a hand pushed 2 cm into it starts (25 % open) behind the
+    # visible surface, where the unseen object may be. With the camera position that costs; without, not.
+    cloud = visible_cylinder()
+    proxy = build_object_proxy(cloud, 0.0, np.asarray(CAMERA_XYZ))
+    good = synthesizer.synthesize(proxy, max_results=1)[0]
+    _, kin, _ = cached_hand_chain(HAND, TINY.hand_points)
+    q_full = torch.as_tensor(full_vector(hand, good.q_grasp))[None]
+    pose = torch.as_tensor(good.T_base_root)[None]
+    pushed = pose.clone()
+    pushed[:, :3, 3] += torch.as_tensor(good.approach) * 0.02
+    samples = torch.cat([kin.forward(q_full, root_pose=p).points for p in (pushed, pose)])
+    config = NetworkPredictorConfig(num_samples=2, refine_iterations=0, close_fingers=False, reachability=False,
+                                    weight_penetration=0.0, weight_contact=0.0)
+    predictor = NetworkPredictor(hand, tiny_checkpoint, config)
+    predictor.model = _Teacher(samples, TINY)
+
+    ranked = predictor.predict(cloud, proxy, max_results=2, camera_xyz=CAMERA_XYZ)
+    assert [c.info["sample"] for c in ranked] == [1, 0]                          # the pushed hand ranks last
+    surface = VisibleSurface(cloud, CAMERA_XYZ)
+    q_open = torch.as_tensor(full_vector(hand, hand.open_pose))[None]
+    for c in ranked:
+        q = torch.as_tensor(full_vector(hand, c.q_grasp))[None]
+        root = torch.as_tensor(c.T_base_root)[None]
+        start = kin.forward(q + config.open_fraction * (q_open - q), root_pose=root).points[0].double().numpy()
+        at_grasp = kin.forward(q, root_pose=root).points[0].double().numpy()
+        assert c.info["hidden_points"] == surface.hidden_near(start, config.hidden_near_m).sum()
+        assert c.info["near_points"] == (surface.nearest(at_grasp)[0] < config.near_m).sum()
+    assert ranked[1].info["hidden_points"] > ranked[0].info["hidden_points"]
+    blind = predictor.predict(cloud, proxy, max_results=2)                       # no camera: no such terms
+    assert blind and not {"hidden_points", "near_points"} & set(blind[0].info)

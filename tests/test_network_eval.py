@@ -143,8 +143,8 @@ def test_augment_keeps_passing_grasps_retrains_and_reports_before_after(trained,
         init(self, *args, **kwargs)
         network_predict = self.predictor.predict
 
-        def with_good(cloud, proxy, max_results, image=None, pixel_uv=None):
-            out = network_predict(cloud, proxy, max_results, image, pixel_uv)
+        def with_good(cloud, proxy, max_results, image=None, pixel_uv=None, camera_xyz=None):
+            out = network_predict(cloud, proxy, max_results, image, pixel_uv, camera_xyz)
             good = GraspCandidate(seen["T"] @ GOOD_ROOT_POSE, np.zeros(3), {}, good_grasp_joints(), {}, {}, 0.0)
             return [good, *out] if seen["good"] else out
         self.predictor.predict = with_good

@@ -9,8 +9,9 @@ Shared by ``fgrasp eval --network`` (top-ranked grasp of held-out instances) and
    as the bootstrap examples) or one rendered RGB-D view (:mod:`grasp_data.renders`, the object
    pixels back-projected, as the data engine's training views);
 3. **prediction**: :class:`grasp_planner.grasp_predictor.NetworkPredictor` — K CVAE samples →
-   recovery → refinement → contact closure → ranking by fit, penetration, fingertip contact and
-   fingers reaching the object, against the convex hull of the observed cloud (completing it behind
+   recovery → refinement → contact closure → ranking by fit, penetration, fingertip contact,
+   fingers reaching the object and (partial view: the render's camera) hand points hidden behind the
+   visible surface vs near the cloud, against the convex hull of the observed cloud (completing it behind
    the visible side as the planner's proxy does — mirrored one visible width back — made every
    elongated object a slab and cut held grasps from 8/60 to 0/60). The judge is a floating hand, so there is no table term and no arm
    reachability term (no table, no arm in that scene), and no candidate is dropped for
@@ -169,6 +170,7 @@ class Observation:
         image: (h, w, 3) uint8 at the network's image size, or None.
         pixel_uv: (M, 2) pixel of each point in ``image``, or None.
         views: rendered views (stored with training data).
+        camera_xyz: (3,) the camera of a partial view, same world, or None (full surface).
     """
 
     cloud: np.ndarray
@@ -176,6 +178,7 @@ class Observation:
     image: np.ndarray | None
     pixel_uv: np.ndarray | None
     views: list
+    camera_xyz: np.ndarray | None = None
 
 
 def floating_proxy(cloud: np.ndarray):
@@ -253,9 +256,10 @@ class Deployer:
         n_views = max(c.views, 1) if c.view == "partial" else c.views
         views = render_views(instance, n_views, seed=int(rng.integers(2 ** 31)),
                              config=RenderConfig(width=c.render_width, height=c.render_height)) if n_views else []
-        image = uv = None
+        image = uv = camera = None
         if c.view == "partial":
             v = views[0]
+            camera = v.T_world_camera[:3, 3].copy()
             cloud, uv = view_cloud(v.depth, v.mask, v.K, v.T_world_camera)
             T_wo = v.T_world_object
             if self.network_config.use_image:
@@ -267,7 +271,7 @@ class Deployer:
             T_wo[:3, :3] = [[np.cos(yaw), -np.sin(yaw), 0.0], [np.sin(yaw), np.cos(yaw), 0.0], [0.0, 0.0, 1.0]]
             T_wo[:2, 3] = [rng.uniform(*BOOTSTRAP_XY_RANGE_M[0]), rng.uniform(*BOOTSTRAP_XY_RANGE_M[1])]
             cloud = pts @ T_wo[:3, :3].T + T_wo[:3, 3]
-        return Observation(cloud, T_wo, image, uv, views)
+        return Observation(cloud, T_wo, image, uv, views, camera)
 
     # ------------------------------------------------------------------ judge
     def validator(self, instance, category: str):
@@ -332,7 +336,7 @@ class Deployer:
         t0 = time.perf_counter()
         try:
             candidates = self.predictor.predict(obs.cloud, floating_proxy(obs.cloud), c.samples,
-                                                image=obs.image, pixel_uv=obs.pixel_uv)
+                                                image=obs.image, pixel_uv=obs.pixel_uv, camera_xyz=obs.camera_xyz)
         except (GraspPredictionError, QhullError) as exc:  # too few points, or a degenerate (flat) cloud
             return {**record, "outcome": NO_OBJECT, "error": str(exc)}, None
         times["predict"] = time.perf_counter() - t0

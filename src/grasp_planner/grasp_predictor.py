@@ -9,7 +9,9 @@ the planner then runs the same IK, motion planning and safety checks on either.
   distance matrix → recovery (multilateration → per-link Kabsch → joint solve → refinement against
   the cloud's surface, bounded by the convex proxy, and the table) → contact closure (each finger
   closes until it touches that surface) → ranking by fit residual, penetration of the object proxy
-  and the table, fingertip contact and fingers that never reach the object → best first, only the
+  and the table, fingertip contact, fingers that never reach the object and, given the camera
+  position, hand points hidden behind the visible surface (:mod:`~grasp_planner.network.visibility`)
+  against hand points close to the cloud → best first, only the
   candidates the arm can take: the hand's planning capsule clears the table at the grasp and the
   pre-grasp, and the Franka IK reaches both on one branch (the planner's own checks).
 
@@ -31,6 +33,7 @@ import numpy as np
 from grasp_planner.grasp_synthesis import GraspCandidate, GraspSynthesizer
 from grasp_planner.hands.description import HandDescription
 from grasp_planner.image_input import ImageInputError, network_view
+from grasp_planner.network.visibility import VisibleSurface
 from grasp_planner.object_model import ObjectProxy
 
 #: Names of the predictor backends (planner parameter ``grasp_backend``).
@@ -51,7 +54,8 @@ class GraspPredictor(ABC):
 
     @abstractmethod
     def predict(self, cloud: np.ndarray, proxy: ObjectProxy, max_results: int,
-                image: np.ndarray | None = None, pixel_uv: np.ndarray | None = None) -> list[GraspCandidate]:
+                image: np.ndarray | None = None, pixel_uv: np.ndarray | None = None,
+                camera_xyz: np.ndarray | None = None) -> list[GraspCandidate]:
         """Ranked candidates, at most ``max_results``; empty when none is acceptable.
 
         Args:
@@ -62,6 +66,8 @@ class GraspPredictor(ABC):
                 network's input by :func:`~grasp_planner.image_input.network_view`); needed when
                 :attr:`uses_image`, ignored otherwise.
             pixel_uv: (N, 2) pixel (u, v) of each cloud point in ``image`` (column, row).
+            camera_xyz: (3,) position of the camera that saw the cloud, base frame, metres, or None
+                (the network then cannot tell the unseen side of the object from free space).
 
         Raises:
             GraspPredictionError: unusable input (too few points; with :attr:`uses_image`, no
@@ -96,7 +102,7 @@ class OptimiserPredictor(GraspPredictor):
         self.synthesizer = synthesizer
         self.fallback_reason = fallback_reason
 
-    def predict(self, cloud, proxy, max_results, image=None, pixel_uv=None):
+    def predict(self, cloud, proxy, max_results, image=None, pixel_uv=None, camera_xyz=None):
         candidates = self.synthesizer.synthesize(proxy, max_results=max_results)
         for candidate in candidates:
             candidate.info.setdefault("backend", self.name)
@@ -136,6 +142,15 @@ class NetworkPredictorConfig:
             successes on the set it was tuned on (6 → 12 of 60 OYMotion objects) and changed nothing
             on the reported set (9 → 9), nor in the arm pipeline (50 → 51 of 80).
         open_fraction: that opening, 0..1.
+        weight_hidden_point: ranking cost per hand point at that opening that lies behind the visible
+            surface seen from the camera and within ``hidden_near_m`` of the cloud: likely inside the
+            unseen back of the object (:mod:`~grasp_planner.network.visibility`; needs the camera
+            position). 0 = off.
+        hidden_near_m: that distance, metres.
+        weight_near_point: ranking reward (negative cost) per hand point at the grasp within ``near_m``
+            of the cloud: a hand that wraps the object (only with the camera position, as the
+            hidden-point term it balances). 0 = off.
+        near_m: that distance, metres.
         max_penetration_m: candidates whose summed penetration exceeds this are dropped.
         refine_iterations: Gauss–Newton iterations of the contact/penetration refinement after the joint solve
             (:func:`~grasp_planner.network.recovery.refine_grasps`); 0 = off.
@@ -164,6 +179,10 @@ class NetworkPredictorConfig:
     weight_untouched_finger: float = 0.1
     weight_open_penetration: float = 0.0
     open_fraction: float = 0.25
+    weight_hidden_point: float = 1.0
+    hidden_near_m: float = 0.01
+    weight_near_point: float = 0.1
+    near_m: float = 0.02
     max_penetration_m: float = 0.5
     refine_iterations: int = 15
     close_fingers: bool = True
@@ -373,17 +392,19 @@ class NetworkPredictor(GraspPredictor):
             return x[..., 2] - proxy.table_z
         return ObjectSurface(pts, estimate_normals(pts, outward=outward), bound=hull, obstacle=table)
 
-    def ranking_terms(self, proxy: ObjectProxy, touching=None) -> dict[str, tuple[float, Callable]]:
+    def ranking_terms(self, proxy: ObjectProxy, touching=None,
+                      visible: VisibleSurface | None = None) -> dict[str, tuple[float, Callable]]:
         """The ranking terms of :func:`~grasp_planner.network.recovery.rank_candidates` for this object.
 
         Args:
             proxy: the object proxy.
             touching: (K, F) bool fingers touching after the contact closure, or None (no closure term).
+            visible: the cloud with its camera, or None (no hidden-side and contact-point terms).
         """
         import torch
 
         cfg = self.config
-        cache: dict[int, torch.Tensor] = {}
+        cache: dict[object, torch.Tensor] = {}
 
         def penetration(g) -> torch.Tensor:
             if id(g) not in cache:
@@ -397,12 +418,27 @@ class NetworkPredictor(GraspPredictor):
             z = g.solution.points[..., 2].double()
             return torch.relu(proxy.table_z + cfg.table_clearance_m - z).amax(dim=-1)
 
-        def opening(g) -> torch.Tensor:                   # the pose the fingers start closing from
-            q = g.solution.q_full.detach().double()
-            start = q + cfg.open_fraction * (self._q_open_full.to(q.dtype) - q)
-            pts = self.kin.forward(start, root_pose=g.solution.wrist_pose.detach().double()).points.numpy()
+        def start_points(g) -> np.ndarray:                # the pose the fingers start closing from
+            if ("start", id(g)) not in cache:
+                q = g.solution.q_full.detach().double()
+                start = q + cfg.open_fraction * (self._q_open_full.to(q.dtype) - q)
+                cache["start", id(g)] = self.kin.forward(start, root_pose=g.solution.wrist_pose.detach().double()).points
+            return cache["start", id(g)].numpy()
+
+        def opening(g) -> torch.Tensor:
+            pts = start_points(g)
             sd = proxy.signed_distance(pts.reshape(-1, 3)).reshape(pts.shape[:2])
             return torch.as_tensor(np.maximum(-sd, 0.0).sum(axis=1))
+
+        def hidden(g) -> torch.Tensor:
+            pts = start_points(g)
+            return torch.as_tensor(visible.hidden_near(pts.reshape(-1, 3), cfg.hidden_near_m)
+                                   .reshape(pts.shape[:2]).sum(axis=1), dtype=torch.float64)
+
+        def near_points(g) -> torch.Tensor:
+            pts = g.solution.points.detach().double().numpy()
+            dist = visible.nearest(pts.reshape(-1, 3))[0].reshape(pts.shape[:2])
+            return torch.as_tensor((dist < cfg.near_m).sum(axis=1), dtype=torch.float64)
 
         def contact(g) -> torch.Tensor:
             tips = self.kin.forward(g.solution.q_full, root_pose=g.solution.wrist_pose).fingertips
@@ -413,22 +449,26 @@ class NetworkPredictor(GraspPredictor):
                  "fingertip_gap_m": (cfg.weight_contact, contact)}
         if cfg.weight_open_penetration > 0:
             terms["open_penetration_m"] = (cfg.weight_open_penetration, opening)
+        if visible is not None and cfg.weight_hidden_point > 0:
+            terms["hidden_points"] = (cfg.weight_hidden_point, hidden)
+        if visible is not None and cfg.weight_near_point > 0:
+            terms["near_points"] = (-cfg.weight_near_point, near_points)
         if touching is not None:
             untouched = (~touching).sum(dim=1).double()
             terms["untouched_fingers"] = (cfg.weight_untouched_finger, lambda g: untouched)
         return terms
 
-    def predict(self, cloud, proxy, max_results, image=None, pixel_uv=None):
+    def predict(self, cloud, proxy, max_results, image=None, pixel_uv=None, camera_xyz=None):
         import torch
 
         before = torch.get_num_threads()
         torch.set_num_threads(self.config.threads)
         try:
-            return self._predict(cloud, proxy, max_results, image, pixel_uv)
+            return self._predict(cloud, proxy, max_results, image, pixel_uv, camera_xyz)
         finally:
             torch.set_num_threads(before)
 
-    def _predict(self, cloud, proxy, max_results, image, pixel_uv):
+    def _predict(self, cloud, proxy, max_results, image, pixel_uv, camera_xyz):
         import torch
 
         from grasp_planner.network.closure import close_fingers
@@ -454,7 +494,8 @@ class NetworkPredictor(GraspPredictor):
             closed = close_fingers(grasps.solution, self.chain, self._fingers,
                                    proxy.signed_distance if surface is None else observed)
             grasps, touching = dataclasses.replace(grasps, solution=closed.solution), closed.touching
-        ranking = rank_candidates(grasps, self.ranking_terms(proxy, touching))  # on the refined, closed grasps
+        visible = None if camera_xyz is None else VisibleSurface(cloud, camera_xyz)
+        ranking = rank_candidates(grasps, self.ranking_terms(proxy, touching, visible))  # refined, closed grasps
         sol = grasps.solution
         approach = self.approaches(sol)
         tips = self.kin.forward(sol.q_full, root_pose=sol.wrist_pose).fingertips.numpy()

@@ -158,7 +158,8 @@ class GraspPlanner:
         except ObjectModelError as exc:
             return PlanResult(False, f"object model: {exc}", timings_s=timings)
         try:
-            candidates = self.predictor.predict(cloud, proxy, cfg.num_candidates, image=image, pixel_uv=pixel_uv)
+            candidates = self.predictor.predict(cloud, proxy, cfg.num_candidates, image=image, pixel_uv=pixel_uv,
+                                                camera_xyz=cfg.camera_xyz)
         except GraspPredictionError as exc:
             return PlanResult(False, f"grasp prediction ({self.predictor.name}): {exc}", timings_s=timings)
         timings["grasp_synthesis"] = time.perf_counter() - t0

@@ -172,7 +172,7 @@ def bench_predictor(cloud: np.ndarray, hand_name: str, checkpoint: str | None = 
                 for run in range(runs + 1):
                     t0 = time.perf_counter()
                     proxy = build_object_proxy(cloud, table_z_m, None if camera_xyz is None else np.asarray(camera_xyz))
-                    candidates = predictor.predict(cloud, proxy, max_results=wanted)
+                    candidates = predictor.predict(cloud, proxy, max_results=wanted, camera_xyz=camera_xyz)
                     if run:
                         times.append(time.perf_counter() - t0)
                         kept.append(len(candidates))

@@ -1,0 +1,46 @@
+"""The view's free space: points behind the visible surface (possibly inside the object) vs in front of it."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from grasp_planner.network.visibility import VisibleSurface
+
+CAMERA = np.array([0.0, 0.0, 1.0])
+
+
+def _square(z=0.0, half=0.05, n=60):
+    """A flat grid of points at height ``z``, seen from straight above."""
+    g = np.linspace(-half, half, n)
+    x, y = np.meshgrid(g, g)
+    return np.column_stack([x.ravel(), y.ravel(), np.full(x.size, z)])
+
+
+def test_depth_behind_the_visible_surface_along_the_camera_ray():
+    surface = VisibleSurface(_square(), CAMERA)
+    points = np.array([[0.0, 0.0, -0.01],      # 1 cm under the seen top: hidden
+                       [0.01, 0.0, 0.05],      # 5 cm above it: seen free space
+                       [0.3, 0.0, 0.0]])       # beside the object: the ray misses it
+    behind, found = surface.depth_behind(points)
+    assert found.tolist() == [True, True, False]
+    assert behind[0] == pytest.approx(0.01, abs=1e-3) and behind[1] == pytest.approx(-0.05, abs=2e-3)
+    assert behind[2] == 0.0
+    dist, _ = surface.nearest(points)
+    assert dist[0] == pytest.approx(0.01, abs=1e-3) and dist[2] == pytest.approx(0.25, abs=1e-3)
+
+
+def test_hidden_near_flags_points_just_behind_the_surface_only():
+    surface = VisibleSurface(np.vstack([_square(), np.full((3, 3), np.nan)]), CAMERA)   # NaN rows dropped
+    points = np.array([[0.0, 0.0, -0.005], [0.0, 0.0, -0.05], [0.0, 0.0, 0.005], [0.2, 0.0, -0.005]])
+    # just behind: hidden; 5 cm behind: not near the cloud; in front: seen; off to the side: the ray misses
+    assert surface.hidden_near(points, near_m=0.01).tolist() == [True, False, False, False]
+
+
+@pytest.mark.parametrize("cloud, camera, words", [
+    (np.full((4, 3), np.nan), CAMERA, "no finite point"),
+    (_square(), [0.0, np.nan, 1.0], "camera_xyz"),
+    (_square(), [0.0, 1.0], "camera_xyz"),
+])
+def test_bad_input_is_refused_with_the_reason(cloud, camera, words):
+    with pytest.raises(ValueError, match=words):
+        VisibleSurface(cloud, camera)
