@@ -51,6 +51,7 @@ def test_everything_matches_mujoco_kinematics_at_random_configurations(fk):
         g = fk.point_geom
         pts = _apply(d.geom_xmat[g].reshape(-1, 3, 3), d.geom_xpos[g], fk.point_geom_local)
         assert np.abs(out.points[b].numpy() - pts).max() < 1e-5
+        assert np.abs(fk.surface_points(torch.as_tensor(q[b:b + 1]))[0].numpy() - pts).max() < 1e-5  # points-only path
         l = fk.point_link
         np.testing.assert_allclose(out.normals[b].numpy(), _apply(xmat[l], 0 * xpos[l], fk.point_normal_local),
                                    atol=1e-9)

@@ -65,7 +65,7 @@ def torch_hand_chain(hand: HandDescription, num_points: int = 512,
     _, link_index = np.unique(kin.point_link, return_inverse=True)
 
     def fk(q_full: torch.Tensor) -> torch.Tensor:
-        return kin.forward(q_full).points
+        return kin.surface_points(q_full)
 
     return HandChain(fk=fk, lower=lower_t, upper=upper_t, link_index=torch.as_tensor(link_index),
                      joint_names=tuple(hand.actuated_joints), coupling=a, offset=b, canonical_q=canonical)
