@@ -210,3 +210,27 @@ def test_optimiser_baseline_is_judged_on_the_same_instances(trained, tmp_path):
     assert "fingers_in_contact" in top or base["objects"][0]["outcome"] == "no_grasp"   # the optimiser's own info
     with pytest.raises(ValueError, match="backend must be network or optimiser"):
         replace(FAST, backend="ransac")
+
+
+def test_judge_all_reports_best_of_k_and_every_candidates_terms(trained, tmp_path, capsys):
+    # What a perfect ranking would reach, and the data to study the ranking with: every candidate's
+    # ranking terms (with the render's camera: the free-space terms) next to its verdict.
+    checkpoint, _ = trained
+    assert main(["eval", "--network", str(checkpoint), "--hand", HAND, "--category", "mug", "--objects", "2",
+                 "--samples", "3", "--view", "partial", "--collision", "hull", "--judge-all", "--no-progress",
+                 "--out", str(tmp_path)]) == 0
+    results = json.loads((tmp_path / RESULTS_FILE).read_text())
+    assert results["deploy"]["validate"] == "all"
+    judged_objects = [r for r in results["objects"] if r["validated"]]
+    assert judged_objects
+    for r in judged_objects:
+        judged = r["judged"]
+        assert len(judged) == r["validated"] == r["candidates"] and [j["rank"] for j in judged] == list(range(len(judged)))
+        assert all(a["cost"] <= b["cost"] for a, b in zip(judged, judged[1:]))          # best first
+        assert judged[0]["reason"] == r["top"]["reason"] and judged[0]["stable"] == r["stable"]
+        assert all({"hidden_points", "near_points", "penetration_m"} <= set(j) for j in judged)
+        assert sum(j["stable"] for j in judged) == r["held"] and sum(j["kept"] for j in judged) == r["kept"]
+    best = results["overall"]["best_of_k"]
+    assert best["stable"]["successes"] == sum(r["held"] > 0 for r in results["objects"])
+    assert best["stable"]["successes"] >= results["overall"]["stable"]["successes"]
+    assert "best of 3 (every candidate judged): stable" in capsys.readouterr().out

@@ -310,7 +310,8 @@ class Deployer:
         Returns:
             ``(record, shard)``: the JSON-ready record (``outcome`` is ``"success"`` when the
             top-ranked grasp is stable and functional, else the reason it failed; ``stable`` and
-            ``stable_functional`` are the top grasp's verdicts), and the object's
+            ``stable_functional`` are the top grasp's verdicts; with more than one candidate judged,
+            ``judged`` lists each one's rank, ranking cost and terms, and verdict), and the object's
             :mod:`grasp_data.dataset` shard arrays (``validate="all"`` only; None otherwise or
             when nothing was validated).
         """
@@ -358,6 +359,10 @@ class Deployer:
                                                    **{k: v for k, v in judged[0].info.items() if k != "backend"}},
             validated=len(outcomes), kept=sum(o.kept for o in outcomes), held=sum(is_stable(o) for o in outcomes),
             reasons=dict(Counter(o.reason.split(":")[0] for o in outcomes)))
+        if len(outcomes) > 1:                       # every candidate judged: ranking terms next to verdicts
+            record["judged"] = [{"rank": k, "cost": float(grasps.energy[k]), "stable": is_stable(o),
+                                 **{n: v for n, v in judged[k].info.items() if isinstance(v, (int, float))},
+                                 **_outcome_dict(o)} for k, o in enumerate(outcomes)]
         shard = self.shard(ref, instance, grasps, outcomes, validator, obs, times) if c.validate == "all" else None
         return record, shard
 

@@ -31,7 +31,9 @@ SUMMARY_HEADERS = ("category", "objects", "stable [95 % CI]", "stable + function
 
 def summarize_records(records: Iterable[Mapping], hand: str) -> dict[str, Any]:
     """Per category and overall: objects, stable and stable + functional rates (Wilson 95 %),
-    failure reasons (of the stable + functional test), candidates kept / validated.
+    failure reasons (of the stable + functional test), candidates kept / validated, and when every
+    candidate was judged (``validate="all"``) the best-of-K rates: objects where *some* candidate is
+    stable (stable and functional) — what a perfect ranking would reach.
 
     Args:
         records: :meth:`Deployer.run` records; ``bad_instance`` ones are left out.
@@ -45,7 +47,10 @@ def summarize_records(records: Iterable[Mapping], hand: str) -> dict[str, Any]:
                 "stable_functional": rate(sum(bool(r["stable_functional"]) for r in rs), len(rs)),
                 "failures": dict(sorted(Counter(r["outcome"] for r in rs if r["outcome"] != "success").items())),
                 "candidates_validated": sum(r["validated"] for r in rs),
-                "candidates_kept": sum(r["kept"] for r in rs)}
+                "candidates_kept": sum(r["kept"] for r in rs),
+                **({"best_of_k": {"stable": rate(sum(r["held"] > 0 for r in rs), len(rs)),
+                                  "stable_functional": rate(sum(r["kept"] > 0 for r in rs), len(rs))}}
+                   if any(r["validated"] > 1 for r in rs) else {})}
 
     categories = sorted({r["category"] for r in counted})
     return {"per_category": {c: block([r for r in counted if r["category"] == c]) for c in categories},

@@ -33,6 +33,7 @@ def check_categories(names, rep: Reporter) -> list[str] | None:
 
 def cmd_network_eval(args: argparse.Namespace, rep: Reporter) -> int:
     """Run the network mode of ``fgrasp eval``; the exit code."""
+    from functional_grasp.eval_stats import percent_ci
     from functional_grasp.net_deploy import DeployConfig
     from functional_grasp.net_eval import RESULTS_FILE, SUMMARY_HEADERS, run_network_eval, summary_rows
     from grasp_planner.network.checkpoint import CheckpointMismatchError
@@ -55,7 +56,7 @@ def cmd_network_eval(args: argparse.Namespace, rep: Reporter) -> int:
     import torch
 
     torch.set_num_threads(args.threads)
-    config = DeployConfig(view=args.view, samples=args.samples, validate="top", collision=args.collision or "coacd",
+    config = DeployConfig(view=args.view, samples=args.samples, validate="all" if args.judge_all else "top", collision=args.collision or "coacd",
                           seed=args.seed, refine_iterations=args.refine_iterations, close_fingers=not args.no_closure,
                           backend="optimiser" if args.baseline_optimiser else "network")
     rep.stage("eval", "started", f"network {args.network}, {args.hand} hand, {objects} held-out instance(s) of "
@@ -75,6 +76,10 @@ def cmd_network_eval(args: argparse.Namespace, rep: Reporter) -> int:
                     f"{results['overall']['objects']} held-out "
                     f"objects in {results['wall_time_s']:.0f} s; top-ranked grasp of {args.samples}, floating hand, "
                     "0.5 x mass N x 6 directions, held if <= 2 cm; functional within 5 mm ==")
+    best = results["overall"].get("best_of_k")
+    if best:
+        rep.line(f"best of {args.samples} (every candidate judged): stable {percent_ci(best['stable'])}, "
+                 f"stable + functional {percent_ci(best['stable_functional'])}")
     if results["bad_instances"]:
         rep.line(f"not counted (the generator's draw failed): {', '.join(results['bad_instances'])}")
     rep.line(f"wrote {args.out / RESULTS_FILE}")
