@@ -441,18 +441,28 @@ def solve_joints(targets: torch.Tensor, chain: HandChain, weights: torch.Tensor 
     world, cost = cost_of(rot, trans, pts, w, targets)
     lam = torch.full((b,), config.damping, dtype=torch.float64)
     active = torch.ones(b, dtype=torch.bool)
+    # Normal equations per candidate; a rejected step leaves the candidate where it was, so its
+    # equations are reused (only the damping changes) instead of re-running the FK Jacobian.
+    normal_all = torch.zeros(b, 6 + n_a, 6 + n_a, dtype=torch.float64)
+    grad_all = torch.zeros(b, 6 + n_a, dtype=torch.float64)
+    centre_all = torch.zeros(b, 1, 3, dtype=dtype)
+    stale = torch.ones(b, dtype=torch.bool)
     iterations = 0
     for iterations in range(1, config.max_iterations + 1):
         a = active.nonzero().squeeze(1)                  # only unfinished candidates cost FK calls
-        qa, rota, transa, ptsa, worlda, wa, ta = q[a], rot[a], trans[a], pts[a], world[a], w[a], targets[a]
-        centre = (wa.unsqueeze(-1) * worlda).sum(1, keepdim=True)                 # rotate about the hand
-        jac = _wrist_joint_jacobian(chain, qa, rota, ptsa, worlda, centre, config.fd_step_rad)
-        sw = wa.double().sqrt()[..., None, None]
-        jw = (jac * sw).reshape(len(a), -1, 6 + n_a)
-        rw = ((worlda - ta).double() * sw.squeeze(-1)).reshape(len(a), -1)
-        normal = jw.transpose(1, 2) @ jw
-        grad = (jw.transpose(1, 2) @ rw.unsqueeze(-1)).squeeze(-1)
-        dt, dw, dq = _limited_step(normal, grad, lam[a], qa, lower, upper, config)
+        u = a[stale[a]]                                  # of those, the ones that moved last iteration
+        if len(u):
+            wu, worldu = w[u], world[u]
+            centre = (wu.unsqueeze(-1) * worldu).sum(1, keepdim=True)             # rotate about the hand
+            jac = _wrist_joint_jacobian(chain, q[u], rot[u], pts[u], worldu, centre, config.fd_step_rad)
+            sw = wu.double().sqrt()[..., None, None]
+            jw = (jac * sw).reshape(len(u), -1, 6 + n_a)
+            rw = ((worldu - targets[u]).double() * sw.squeeze(-1)).reshape(len(u), -1)
+            normal_all[u] = jw.transpose(1, 2) @ jw
+            grad_all[u] = (jw.transpose(1, 2) @ rw.unsqueeze(-1)).squeeze(-1)
+            centre_all[u] = centre
+        qa, rota, transa, wa, ta, centre = q[a], rot[a], trans[a], w[a], targets[a], centre_all[a]
+        dt, dw, dq = _limited_step(normal_all[a], grad_all[a], lam[a], qa, lower, upper, config)
         q_new = (qa + dq).clamp(lower, upper)
         rot_new, trans_new = _moved_wrist(rota, transa, centre.squeeze(1), dt, dw)
         pts_new = chain.points(q_new)
@@ -465,6 +475,7 @@ def solve_joints(targets: torch.Tensor, chain: HandChain, weights: torch.Tensor 
         q[acc], rot[acc], trans[acc] = q_new[accept], rot_new[accept], trans_new[accept]
         pts[acc], world[acc], cost[acc] = pts_new[accept], world_new[accept], cost_new[accept]
         lam[a] = torch.where(accept, lam[a] * 0.3, lam[a] * 10.0).clamp(1e-9, 1e9)
+        stale[a] = accept
         active[a] = ~(done | (lam[a] >= 1e9))
         if not bool(active.any()):
             break
