@@ -276,6 +276,7 @@ def test_planner_node_gets_cloud_and_image_over_dds_and_feeds_both_to_the_networ
         assert calls and calls[-1]["image"] is not None, status
         np.testing.assert_array_equal(calls[-1]["image"], image)
         np.testing.assert_array_equal(calls[-1]["pixel_uv"], uv)
+        assert tuple(calls[-1]["camera_xyz"]) == tuple(CAMERA_XYZ)  # the free-space ranking's camera
         assert "image" not in status["reason"] and "pixel" not in status["reason"]
 
         n_calls = len(calls)
