@@ -204,16 +204,24 @@ def test_planner_falls_back_to_the_optimisers_candidates_when_the_networks_canno
             assert result.reason.startswith("no grasp candidate (network)")
 
 
-def test_ranking_weighs_penetration_where_the_fingers_start_closing(hand, synthesizer, tiny_checkpoint):
-    # The D(R,O) validator starts closing from the grasp opened 25 % toward the open pose and refuses
-    # > 5 mm of penetration there; the network's ranking measures the hand at that opening too.
+def _cylinder_grasp_pushed_in(hand, synthesizer, depth_m: float):
+    """The visible cylinder, its proxy, a known grasp of it (the optimiser's), the hand FK, and that grasp's
+    joints (1, nq), root pose (1, 4, 4) and the same pose pushed ``depth_m`` along the approach into the object."""
     cloud = visible_cylinder()
     proxy = build_object_proxy(cloud, 0.0, np.asarray(CAMERA_XYZ))
     good = synthesizer.synthesize(proxy, max_results=1)[0]
     _, kin, _ = cached_hand_chain(HAND, TINY.hand_points)
     q_full = torch.as_tensor(full_vector(hand, good.q_grasp))[None]
-    pushed = torch.as_tensor(good.T_base_root)[None].clone()
-    pushed[:, :3, 3] += torch.as_tensor(good.approach) * 0.02                     # 2 cm into the object
+    pose = torch.as_tensor(good.T_base_root)[None]
+    pushed = pose.clone()
+    pushed[:, :3, 3] += torch.as_tensor(good.approach) * depth_m
+    return cloud, proxy, good, kin, q_full, pose, pushed
+
+
+def test_ranking_weighs_penetration_where_the_fingers_start_closing(hand, synthesizer, tiny_checkpoint):
+    # The D(R,O) validator starts closing from the grasp opened 25 % toward the open pose and refuses
+    # > 5 mm of penetration there; the network's ranking measures the hand at that opening too.
+    cloud, proxy, _, kin, q_full, _, pushed = _cylinder_grasp_pushed_in(hand, synthesizer, 0.02)
     found = {}
     for fraction in (0.0, 1.0):
         predictor = NetworkPredictor(hand, tiny_checkpoint, NetworkPredictorConfig(
@@ -236,14 +244,7 @@ def test_ranking_weighs_penetration_where_the_fingers_start_closing(hand, synthe
 def test_ranking_demotes_hands_that_start_behind_the_visible_side(hand, synthesizer, tiny_checkpoint):
     # One view shows the cylinder's near half; a hand pushed 2 cm into it starts (25 % open) behind the
     # visible surface, where the unseen object may be. With the camera position that costs; without, not.
-    cloud = visible_cylinder()
-    proxy = build_object_proxy(cloud, 0.0, np.asarray(CAMERA_XYZ))
-    good = synthesizer.synthesize(proxy, max_results=1)[0]
-    _, kin, _ = cached_hand_chain(HAND, TINY.hand_points)
-    q_full = torch.as_tensor(full_vector(hand, good.q_grasp))[None]
-    pose = torch.as_tensor(good.T_base_root)[None]
-    pushed = pose.clone()
-    pushed[:, :3, 3] += torch.as_tensor(good.approach) * 0.02
+    cloud, proxy, _, kin, q_full, pose, pushed = _cylinder_grasp_pushed_in(hand, synthesizer, 0.02)
     samples = torch.cat([kin.forward(q_full, root_pose=p).points for p in (pushed, pose)])
     config = NetworkPredictorConfig(num_samples=2, refine_iterations=0, close_fingers=False, reachability=False,
                                     weight_penetration=0.0, weight_contact=0.0)
