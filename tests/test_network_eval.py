@@ -225,7 +225,8 @@ def test_judge_all_reports_best_of_k_and_every_candidates_terms(trained, tmp_pat
     assert judged_objects
     for r in judged_objects:
         judged = r["judged"]
-        assert len(judged) == r["validated"] == r["candidates"] and [j["rank"] for j in judged] == list(range(len(judged)))
+        assert len(judged) == r["validated"] == r["candidates"]
+        assert [j["rank"] for j in judged] == list(range(len(judged)))
         assert all(a["cost"] <= b["cost"] for a, b in zip(judged, judged[1:]))          # best first
         assert judged[0]["reason"] == r["top"]["reason"] and judged[0]["stable"] == r["stable"]
         assert all({"hidden_points", "near_points", "penetration_m"} <= set(j) for j in judged)

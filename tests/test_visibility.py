@@ -44,3 +44,22 @@ def test_hidden_near_flags_points_just_behind_the_surface_only():
 def test_bad_input_is_refused_with_the_reason(cloud, camera, words):
     with pytest.raises(ValueError, match=words):
         VisibleSurface(cloud, camera)
+
+
+def test_network_predictor_refuses_a_bad_camera_position_with_the_reason(tmp_path):
+    from grasp_planner.grasp_predictor import GraspPredictionError, NetworkPredictor, NetworkPredictorConfig
+    from grasp_planner.hands import load_hand
+    from grasp_planner.network.checkpoint import save_checkpoint
+    from grasp_planner.network.config import NetworkConfig
+    from grasp_planner.network.model import DRONetwork
+    from grasp_planner.object_model import build_object_proxy
+
+    config = NetworkConfig(hand="inspire", hand_points=64, object_points=128, sampled_object_points=48, knn_k=8,
+                           edge_channels=(8,), feature_dim=16, latent_dim=4, decoder_widths=(8, 1), local_k=4,
+                           density_k=4, use_image=False)
+    path = save_checkpoint(tmp_path / "tiny.safetensors", DRONetwork(config))
+    predictor = NetworkPredictor(load_hand("inspire"), path, NetworkPredictorConfig(num_samples=1, reachability=False))
+    cloud = _square(z=0.05) + [0.5, 0.0, 0.0]
+    proxy = build_object_proxy(np.vstack([cloud, cloud - [0.0, 0.0, 0.05]]), 0.0)
+    with pytest.raises(GraspPredictionError, match="camera_xyz"):
+        predictor.predict(cloud, proxy, 1, camera_xyz=[0.5, np.nan, 1.0])

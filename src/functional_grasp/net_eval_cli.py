@@ -56,7 +56,8 @@ def cmd_network_eval(args: argparse.Namespace, rep: Reporter) -> int:
     import torch
 
     torch.set_num_threads(args.threads)
-    config = DeployConfig(view=args.view, samples=args.samples, validate="all" if args.judge_all else "top", collision=args.collision or "coacd",
+    config = DeployConfig(view=args.view, samples=args.samples, validate="all" if args.judge_all else "top",
+                          collision=args.collision or "coacd",
                           seed=args.seed, refine_iterations=args.refine_iterations, close_fingers=not args.no_closure,
                           backend="optimiser" if args.baseline_optimiser else "network")
     rep.stage("eval", "started", f"network {args.network}, {args.hand} hand, {objects} held-out instance(s) of "

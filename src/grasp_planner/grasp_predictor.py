@@ -422,7 +422,8 @@ class NetworkPredictor(GraspPredictor):
             if ("start", id(g)) not in cache:
                 q = g.solution.q_full.detach().double()
                 start = q + cfg.open_fraction * (self._q_open_full.to(q.dtype) - q)
-                cache["start", id(g)] = self.kin.forward(start, root_pose=g.solution.wrist_pose.detach().double()).points
+                root = g.solution.wrist_pose.detach().double()
+                cache["start", id(g)] = self.kin.forward(start, root_pose=root).points
             return cache["start", id(g)].numpy()
 
         def opening(g) -> torch.Tensor:
@@ -476,6 +477,10 @@ class NetworkPredictor(GraspPredictor):
 
         rng = np.random.default_rng(self.config.seed)
         batch = self._inputs(cloud, image, pixel_uv, rng)
+        try:
+            visible = None if camera_xyz is None else VisibleSurface(cloud, camera_xyz)
+        except ValueError as exc:                # e.g. a NaN camera position: say so, plan nothing
+            raise GraspPredictionError(f"free-space ranking: {exc}") from exc
         with torch.random.fork_rng(), torch.no_grad():
             torch.manual_seed(self.config.seed)
             out = self.model(batch, num_samples=self.config.num_samples)
@@ -494,7 +499,6 @@ class NetworkPredictor(GraspPredictor):
             closed = close_fingers(grasps.solution, self.chain, self._fingers,
                                    proxy.signed_distance if surface is None else observed)
             grasps, touching = dataclasses.replace(grasps, solution=closed.solution), closed.touching
-        visible = None if camera_xyz is None else VisibleSurface(cloud, camera_xyz)
         ranking = rank_candidates(grasps, self.ranking_terms(proxy, touching, visible))  # refined, closed grasps
         sol = grasps.solution
         approach = self.approaches(sol)

@@ -36,7 +36,8 @@ class PlannerConfig:
     hold_duration_s: float = 0.3          # pause after closing before the lift
     table_z_m: float = 0.0                # table top height in the base frame
     num_candidates: int = 8               # grasp candidates tried (best first)
-    camera_xyz: tuple[float, float, float] | None = None  # for completing single-view clouds
+    camera_xyz: tuple[float, float, float] | None = None  # completes single-view clouds; the network's
+                                                          # ranking tells the unseen side from free space
     grasp_backend: str = "network"        # grasp predictor: network (falls back to the optimiser) | optimiser
     grasp_checkpoint: str = ""            # network checkpoint; "" = config/checkpoints/<hand>.safetensors
     network_samples: int = 32             # CVAE samples recovered per request (network backend)
