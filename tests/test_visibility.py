@@ -63,3 +63,14 @@ def test_network_predictor_refuses_a_bad_camera_position_with_the_reason(tmp_pat
     proxy = build_object_proxy(np.vstack([cloud, cloud - [0.0, 0.0, 0.05]]), 0.0)
     with pytest.raises(GraspPredictionError, match="camera_xyz"):
         predictor.predict(cloud, proxy, 1, camera_xyz=[0.5, np.nan, 1.0])
+
+
+def test_a_sparse_cloud_widens_the_ray_test_to_its_point_spacing():
+    # Points 2 cm apart seen from 1 m (0.02 rad): a point behind the middle of a cell must still be
+    # found behind the surface, not taken for free space.
+    sparse = _square(half=0.1, n=11)
+    surface = VisibleSurface(sparse, CAMERA)
+    assert surface.ray_radius_rad == pytest.approx(1.5 * 0.02, rel=0.05)
+    behind, found = surface.depth_behind(np.array([[0.01, 0.01, -0.01]]))
+    assert found[0] and behind[0] == pytest.approx(0.01, abs=2e-3)
+    assert VisibleSurface(_square(), CAMERA).ray_radius_rad == pytest.approx(0.006)   # dense: the floor

@@ -12,8 +12,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-#: Angular radius of the ray test, radians: ~2.4 mm at 0.4 m, a few pixels of a 320 × 240 view.
+#: Smallest angular radius of the ray test, radians: ~2.4 mm at 0.4 m, a few pixels of a 320 × 240 view.
 RAY_RADIUS_RAD = 0.006
+#: The radius is at least this many times the cloud's median angular point spacing (sparse clouds).
+RAY_RADIUS_SPACINGS = 1.5
 
 
 @dataclass
@@ -23,7 +25,9 @@ class VisibleSurface:
     Args:
         cloud: (N, 3) object points, metres (non-finite rows are dropped).
         camera_xyz: (3,) camera position, same frame, metres.
-        ray_radius_rad: angular radius within which a cloud point is "on" a query's camera ray.
+        ray_radius_rad: angular radius within which a cloud point is "on" a query's camera ray; None:
+            the larger of :data:`RAY_RADIUS_RAD` and :data:`RAY_RADIUS_SPACINGS` × the cloud's median
+            angular point spacing (so a ray between the points of a sparse cloud still meets it).
 
     Raises:
         ValueError: no finite point, or a camera position that is not 3 finite numbers.
@@ -31,7 +35,7 @@ class VisibleSurface:
 
     cloud: np.ndarray
     camera_xyz: np.ndarray
-    ray_radius_rad: float = RAY_RADIUS_RAD
+    ray_radius_rad: float | None = None
 
     def __post_init__(self) -> None:
         from scipy.spatial import cKDTree
@@ -46,7 +50,12 @@ class VisibleSurface:
         rays = self.cloud - self.camera_xyz
         self._range = np.linalg.norm(rays, axis=1)
         self._tree = cKDTree(self.cloud)
-        self._rays = cKDTree(rays / np.maximum(self._range, 1e-12)[:, None])
+        directions = rays / np.maximum(self._range, 1e-12)[:, None]
+        self._rays = cKDTree(directions)
+        if self.ray_radius_rad is None:
+            probe = directions[::max(1, len(directions) // 512)]             # the median of ~512 points
+            spacing = self._rays.query(probe, k=2)[0][:, 1] if len(directions) > 1 else np.zeros(1)
+            self.ray_radius_rad = max(RAY_RADIUS_RAD, RAY_RADIUS_SPACINGS * float(np.median(spacing)))
 
     def nearest(self, points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(Q,) distance to the nearest cloud point, metres, and (Q,) its index, for (Q, 3) ``points``."""
