@@ -189,3 +189,16 @@ def test_self_penetration_zero_at_open_pose_and_descends_when_links_overlap(fk):
     value.sum().backward()
     step = worst.detach() - 1e-3 * worst.grad / worst.grad.norm()
     assert fk.self_penetration(fk.forward(step).sphere_centers).item() < value.item()
+
+
+def test_a_configuration_gives_the_same_points_alone_and_in_a_large_batch(fk):
+    """Small batches move points with one padded matmul, large ones per link: the values agree to rounding."""
+    from grasp_planner.hand_fk_torch import SMALL_BATCH
+
+    q = torch.as_tensor(_random_q(fk, SMALL_BATCH + 8, seed=5))
+    batch = fk.forward(q, normals=True)
+    for i in (0, SMALL_BATCH + 7):
+        alone = fk.forward(q[i:i + 1], normals=True)
+        for name in ("points", "normals", "contact_points", "sphere_centers"):
+            assert torch.allclose(getattr(alone, name)[0], getattr(batch, name)[i], rtol=0, atol=1e-15), name
+        assert torch.allclose(fk.surface_points(q[i:i + 1])[0], batch.points[i], rtol=0, atol=1e-15)

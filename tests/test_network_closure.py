@@ -37,19 +37,21 @@ def test_finger_map_assigns_every_finger_joint_and_its_points(oymotion):
 def test_fingers_stop_at_first_contact_and_free_fingers_close(oymotion):
     hand, chain, fingers = oymotion
     grasps = _open_grasps(hand, chain, 2)
+    far = 10.0                                             # candidate 1 sits 10 m along x, past the wall's end
+    grasps.wrist_pose[1, 0, 3] = far
+    grasps.points[1, :, 0] += far
     closed_pts = chain.points(torch.as_tensor(fingers.q_closed).clamp(chain.lower, chain.upper)[None])[0]
-    # the palm faces -y: a wall at y = wall_y, inside for y < wall_y, that the closing fingers reach
+    # the palm faces -y: a wall at y = wall_y, inside for y < wall_y, that the closing fingers reach;
+    # it ends at x = far / 2, so candidate 0 meets it and candidate 1 never does
     owned = torch.as_tensor(fingers.point_finger >= 0)
     open_y = grasps.points[0, owned, 1].min()
     wall_y = float(0.5 * (open_y + closed_pts[owned, 1].min()))
-    walls = np.array([wall_y, -10.0])                      # candidate 0 meets the wall, candidate 1 never does
 
     def signed_distance(points: np.ndarray) -> np.ndarray:
-        which = np.repeat([0, 1], len(points) // 2)
-        return points[:, 1] - walls[which]
+        return np.where(points[:, 0] < far / 2, points[:, 1] - wall_y, 1.0)
 
     result = close_fingers(grasps, chain, fingers, signed_distance)
-    sd = result.solution.points[..., 1] - torch.as_tensor(walls)[:, None]
+    sd = torch.as_tensor(signed_distance(result.solution.points.reshape(-1, 3).numpy())).reshape(2, -1)
     touching = result.touching[0]
     assert touching.any() and not result.touching[1].any()
     for k in torch.nonzero(touching).flatten().tolist():
@@ -60,3 +62,21 @@ def test_fingers_stop_at_first_contact_and_free_fingers_close(oymotion):
     target = torch.as_tensor(fingers.q_closed).clamp(chain.lower, chain.upper)
     assert torch.allclose(result.solution.q[1], target)               # closed freely to the closed pose
     assert torch.equal(result.solution.wrist_pose, grasps.wrist_pose)  # the wrist never moves
+
+
+def test_a_candidates_closure_does_not_depend_on_its_batch(oymotion):
+    """One candidate alone (every level in one FK call) closes exactly as in a batch of 20 (one level per call)."""
+    hand, chain, fingers = oymotion
+    owned = torch.as_tensor(fingers.point_finger >= 0)
+    closed_pts = chain.points(torch.as_tensor(fingers.q_closed).clamp(chain.lower, chain.upper)[None])[0]
+    alone = _open_grasps(hand, chain, 1)
+    wall_y = float(0.5 * (alone.points[0, owned, 1].min() + closed_pts[owned, 1].min()))
+
+    def signed_distance(points: np.ndarray) -> np.ndarray:
+        return points[:, 1] - wall_y
+
+    one = close_fingers(alone, chain, fingers, signed_distance)
+    many = close_fingers(_open_grasps(hand, chain, 20), chain, fingers, signed_distance)
+    assert one.touching.any()
+    assert torch.equal(many.closure, one.closure.expand(20, -1))
+    assert torch.equal(many.solution.q, one.solution.q.expand(20, -1))

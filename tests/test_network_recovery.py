@@ -71,6 +71,16 @@ def hand() -> HandChain:
                      canonical_q=torch.tensor([0.3, 0.3, 0.3, 0.3], dtype=torch.float64))
 
 
+def test_points_and_jacobian_in_one_call_equal_the_separate_calls(hand):
+    """The joint solve's merged FK call (points + finite-difference probes) gives exactly the separate values."""
+    gen = torch.Generator().manual_seed(3)
+    q = hand.lower + torch.rand(3, 4, generator=gen, dtype=torch.float64) * (hand.upper - hand.lower)
+    q[0] = hand.upper                                                  # probes step back inside the limits
+    points, jac = hand.points_and_jacobian(q, 1e-3)
+    assert torch.equal(points, hand.points(q))
+    assert torch.equal(jac, hand.point_jacobian(q, hand.points(q), 1e-3))
+
+
 def _random_grasp(hand: HandChain, gen: torch.Generator, n: int):
     u = torch.rand(n, 4, generator=gen, dtype=torch.float64)
     q = hand.lower + u * (hand.upper - hand.lower)

@@ -30,6 +30,8 @@ import torch
 from grasp_planner.hand_kinematics import HandKinematics, _geom_local_points
 from grasp_planner.hands.description import HandDescription
 
+#: Batches up to this size move their points with one padded batched matmul (:meth:`TorchHandKinematics._transform_points`).
+SMALL_BATCH = 64
 #: Spacing of the dense candidate points that the surface points are sampled from, metres.
 CANDIDATE_SPACING_M = 0.002
 
@@ -520,7 +522,7 @@ class TorchHandKinematics:
             c["pos_of_link"] = i(self._pos_of_link)
             c["tip_offset"] = t([np.append(self.hand.tip_offset(f), 1.0)[:, None] for f in self.fingers])
             for name, blocks in self._blocks.items():
-                c[f"blocks_{name}"] = [(pos, t(block)) for pos, block in blocks]
+                c[f"blocks_{name}"] = self._padded_blocks(blocks, t, i)
             self._cache[dtype] = c
         return self._cache[dtype]
 
@@ -563,11 +565,31 @@ class TorchHandKinematics:
         return self._to_matrices(world.index_select(0, self._tensors(world.dtype)["pos_of_link"]))
 
     @staticmethod
-    def _transform_points(world: torch.Tensor, blocks: list) -> torch.Tensor:
-        """(B, N, 3): per-link homogeneous rows moved by their link's pose (one matmul per link)."""
+    def _padded_blocks(blocks: list, t, i) -> tuple[list, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Per-link row blocks, also as one zero-padded stack: (blocks, links, (n_links, rows, 4) rows,
+        index of the real rows in the stacked result)."""
+        rows = max(len(block) for _, block in blocks)
+        padded = np.zeros((len(blocks), rows, 4))
+        keep = []
+        for k, (_, block) in enumerate(blocks):
+            padded[k, :len(block)] = block
+            keep.extend(k * rows + np.arange(len(block)))
+        return [(pos, t(block)) for pos, block in blocks], i([pos for pos, _ in blocks]), t(padded), i(keep)
+
+    @staticmethod
+    def _transform_points(world: torch.Tensor, blocks: tuple) -> torch.Tensor:
+        """(B, N, 3): per-link homogeneous rows moved by their link's pose.
+
+        Small batches: one batched matmul over the zero-padded blocks (Python overhead dominates);
+        large ones: one matmul per link (padding would multiply the arithmetic). Same values.
+        """
+        per_link, links, padded, keep = blocks
         L, _, _, B = world.shape
         W = world.reshape(L, 4, 3 * B)
-        return torch.cat([block @ W[pos] for pos, block in blocks]).reshape(-1, 3, B).permute(2, 0, 1)
+        if B > SMALL_BATCH:
+            return torch.cat([block @ W[pos] for pos, block in per_link]).reshape(-1, 3, B).permute(2, 0, 1)
+        moved = torch.bmm(padded, W.index_select(0, links))                           # (n, rows, 3B)
+        return moved.reshape(-1, 3 * B).index_select(0, keep).reshape(-1, 3, B).permute(2, 0, 1)
 
     def forward(self, q: torch.Tensor, root_pose: torch.Tensor | None = None, *,
                 normals: bool = False) -> HandFK:

@@ -79,6 +79,10 @@ class ClosureResult:
     closure: torch.Tensor
 
 
+#: Candidates × closure levels evaluated per FK call (1 candidate: all 10 levels at once).
+LEVELS_PER_CALL_BUDGET = 16
+
+
 def close_fingers(solution: JointSolution, chain: HandChain, fingers: FingerMap, signed_distance: SignedDistance,
                   steps: int = 10, bisection_steps: int = 4) -> ClosureResult:
     """Close every finger of B grasps until it touches the object (module docstring).
@@ -103,39 +107,47 @@ def close_fingers(solution: JointSolution, chain: HandChain, fingers: FingerMap,
     finger_points = torch.as_tensor(np.flatnonzero(fingers.point_finger >= 0))   # only these can touch
     point_finger = torch.as_tensor(fingers.point_finger)[finger_points]
 
-    def joints(s: torch.Tensor) -> torch.Tensor:              # (B, F) closure → (B, nA) joints
-        per_joint = torch.where(owned, s[:, joint_finger.clamp_min(0)], torch.zeros_like(q0))
+    def joints(s: torch.Tensor) -> torch.Tensor:              # (..., B, F) closure → (..., B, nA) joints
+        per_joint = torch.where(owned, s[..., joint_finger.clamp_min(0)], torch.zeros_like(q0))
         return q0 + per_joint * (target - q0)
 
-    def finger_min_sd(s: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def finger_min_sd(s: torch.Tensor) -> torch.Tensor:
+        """(..., B, F) closures → (..., B, F) smallest signed distance of each finger's points."""
         q = joints(s)
-        pts = chain.points(q)[:, finger_points] @ rot.transpose(1, 2) + trans[:, None]
-        sd = torch.as_tensor(signed_distance(pts.reshape(-1, 3).numpy()), dtype=q.dtype).reshape(b, -1)
-        mins = torch.full((b, n_fingers), float("inf"), dtype=q.dtype)
+        pts = chain.points(q.reshape(-1, q.shape[-1]))[:, finger_points].reshape(*q.shape[:-1], -1, 3)
+        pts = pts @ rot.transpose(1, 2) + trans[:, None]
+        sd = torch.as_tensor(signed_distance(pts.reshape(-1, 3).numpy()), dtype=q.dtype).reshape(pts.shape[:-1])
+        mins = torch.full(s.shape, float("inf"), dtype=q.dtype)
         for k in range(n_fingers):
             sel = point_finger == k
             if bool(sel.any()):
-                mins[:, k] = sd[:, sel].amin(dim=1)
-        return mins, q
+                mins[..., k] = sd[..., sel].amin(dim=-1)
+        return mins
 
-    touching = finger_min_sd(torch.zeros(b, n_fingers, dtype=q0.dtype))[0] < 0.0    # already on the object
+    touching = finger_min_sd(torch.zeros(b, n_fingers, dtype=q0.dtype)) < 0.0    # already on the object
     closure = torch.ones(b, n_fingers, dtype=q0.dtype)
     closure[touching] = 0.0
     hit_level = torch.zeros(b, n_fingers, dtype=q0.dtype)
-    for level in torch.linspace(0.0, 1.0, steps + 1, dtype=q0.dtype)[1:]:
-        active = ~touching
-        if not bool(active.any()):
+    # A finger's points move with its own joints only, so several levels can be tried in one FK call
+    # (few candidates: the call's overhead dominates); a free finger touches at the first level
+    # where its points reach the surface.
+    levels = torch.linspace(0.0, 1.0, steps + 1, dtype=q0.dtype)[1:]
+    per_call = max(1, LEVELS_PER_CALL_BUDGET // b)
+    for start in range(0, steps, per_call):
+        if not bool((~touching).any()):
             break
-        mins, _ = finger_min_sd(torch.where(active, level, hit_level))   # touching fingers stay put
-        hit = active & (mins < 0.0)
-        hit_level[hit] = level
+        chunk = levels[start:start + per_call]
+        hits = finger_min_sd(chunk[:, None, None].expand(-1, b, n_fingers)) < 0.0       # (C, B, F)
+        first = torch.where(hits.any(dim=0), hits.to(torch.int8).argmax(dim=0), -1)   # first touching level
+        hit = ~touching & (first >= 0)
+        hit_level[hit] = chunk[first[hit]]
         touching |= hit
     moved = touching & (hit_level > 0)                        # fingers that reached the object while closing
     lo = torch.where(moved, hit_level - 1.0 / steps, closure)
     hi = torch.where(moved, hit_level, closure)
     for _ in range(bisection_steps):
         mid = torch.where(moved, 0.5 * (lo + hi), closure)
-        inside = finger_min_sd(mid)[0] < 0.0
+        inside = finger_min_sd(mid) < 0.0
         hi = torch.where(moved & inside, mid, hi)
         lo = torch.where(moved & ~inside, mid, lo)
     closure = torch.where(moved, lo, closure)                 # the last free level: touching, not inside

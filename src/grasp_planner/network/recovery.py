@@ -21,6 +21,10 @@ from functools import cached_property
 
 import torch
 
+#: Up to this many candidates, :func:`solve_joints` gets each step's joint Jacobian in the same FK call
+#: as its points (Shadow, 1 candidate: 59 → 50 ms); beyond, that would be 32 × 23 poses per call.
+MERGED_JACOBIAN_MAX_CANDIDATES = 4
+
 #: Distance scale s of the anchor weights 1 / (d² + s²) (metres): nearby anchors count more,
 #: as the squared-distance equations amplify noise in far ones (noise in d² grows with d).
 ANCHOR_WEIGHT_SCALE_M = 0.01
@@ -260,10 +264,30 @@ class HandChain:
         if self.jacobian is not None:
             jac = self.jacobian(self.full_q(q))
             return jac if self.coupling is None else jac @ self.coupling.to(jac.dtype)
+        step, probe = self._probes(q, step_rad)
+        moved = self.points(probe.reshape(-1, q.shape[1])).reshape(*probe.shape[:2], *points.shape[1:])
+        return self._difference_quotient(moved, points, step)
+
+    def points_and_jacobian(self, q: torch.Tensor, step_rad: float) -> tuple[torch.Tensor, torch.Tensor]:
+        """(B, nA) joints → their (B, P, 3) points and (B, P, 3, nA) :meth:`point_jacobian`, from one
+        batched FK call (the same values as :meth:`points` then :meth:`point_jacobian`)."""
+        if self.jacobian is not None:
+            points = self.points(q)
+            return points, self.point_jacobian(q, points, step_rad)
         b, n = q.shape
-        step = torch.where(q + step_rad <= self.upper, step_rad, -step_rad)          # stay inside limits
-        probe = q.unsqueeze(1) + torch.diag_embed(step)                              # (B, nA, nA)
-        moved = self.points(probe.reshape(b * n, n)).reshape(b, n, *points.shape[1:])
+        step, probe = self._probes(q, step_rad)
+        both = self.points(torch.cat([q.unsqueeze(1), probe], dim=1).reshape(b * (n + 1), n))
+        both = both.reshape(b, n + 1, *both.shape[1:])
+        return both[:, 0], self._difference_quotient(both[:, 1:], both[:, 0], step)
+
+    def _probes(self, q: torch.Tensor, step_rad: float) -> tuple[torch.Tensor, torch.Tensor]:
+        """Finite-difference steps (B, nA), pointing inside the limits, and the probe joints (B, nA, nA)."""
+        step = torch.where(q + step_rad <= self.upper, step_rad, -step_rad)
+        return step, q.unsqueeze(1) + torch.diag_embed(step)
+
+    @staticmethod
+    def _difference_quotient(moved: torch.Tensor, points: torch.Tensor, step: torch.Tensor) -> torch.Tensor:
+        """(B, nA, P, 3) probed points, (B, P, 3) base points, (B, nA) steps → (B, P, 3, nA)."""
         return ((moved - points.unsqueeze(1)) / step[..., None, None]).permute(0, 2, 3, 1)
 
 
@@ -437,12 +461,19 @@ def solve_joints(targets: torch.Tensor, chain: HandChain, weights: torch.Tensor 
         world_ = pts_ @ rot_.transpose(-1, -2) + trans_.unsqueeze(1)
         return world_, (w_ * (world_ - targets_).square().sum(-1)).sum(-1)
 
-    pts = chain.points(q)
+    # With few candidates an FK call costs its Python overhead, not its arithmetic: the joint Jacobian
+    # then comes with the step's points from one batched call (a rejected step's is not used). With
+    # many, only the accepted steps' Jacobians are computed. Both give the same values.
+    merged = b <= MERGED_JACOBIAN_MAX_CANDIDATES
+    if merged:
+        pts, jq = chain.points_and_jacobian(q, config.fd_step_rad)
+    else:
+        pts, jq = chain.points(q), None
     world, cost = cost_of(rot, trans, pts, w, targets)
     lam = torch.full((b,), config.damping, dtype=torch.float64)
     active = torch.ones(b, dtype=torch.bool)
     # Normal equations per candidate; a rejected step leaves the candidate where it was, so its
-    # equations are reused (only the damping changes) instead of re-running the FK Jacobian.
+    # equations are reused (only the damping changes) instead of being rebuilt.
     normal_all = torch.zeros(b, 6 + n_a, 6 + n_a, dtype=torch.float64)
     grad_all = torch.zeros(b, 6 + n_a, dtype=torch.float64)
     centre_all = torch.zeros(b, 1, 3, dtype=dtype)
@@ -454,7 +485,8 @@ def solve_joints(targets: torch.Tensor, chain: HandChain, weights: torch.Tensor 
         if len(u):
             wu, worldu = w[u], world[u]
             centre = (wu.unsqueeze(-1) * worldu).sum(1, keepdim=True)             # rotate about the hand
-            jac = _wrist_joint_jacobian(chain, q[u], rot[u], pts[u], worldu, centre, config.fd_step_rad)
+            jac = _wrist_joint_jacobian(chain, q[u], rot[u], pts[u], worldu, centre, config.fd_step_rad,
+                                        jq[u] if merged else None)
             sw = wu.double().sqrt()[..., None, None]
             jw = (jac * sw).reshape(len(u), -1, 6 + n_a)
             rw = ((worldu - targets[u]).double() * sw.squeeze(-1)).reshape(len(u), -1)
@@ -465,7 +497,10 @@ def solve_joints(targets: torch.Tensor, chain: HandChain, weights: torch.Tensor 
         dt, dw, dq = _limited_step(normal_all[a], grad_all[a], lam[a], qa, lower, upper, config)
         q_new = (qa + dq).clamp(lower, upper)
         rot_new, trans_new = _moved_wrist(rota, transa, centre.squeeze(1), dt, dw)
-        pts_new = chain.points(q_new)
+        if merged:
+            pts_new, jq_new = chain.points_and_jacobian(q_new, config.fd_step_rad)
+        else:
+            pts_new = chain.points(q_new)
         world_new, cost_new = cost_of(rot_new, trans_new, pts_new, wa, ta)
         accept = cost_new <= cost[a]
         moved = torch.maximum((q_new - qa).abs().amax(-1), torch.maximum(dt.norm(dim=-1), dw.norm(dim=-1)))
@@ -474,6 +509,8 @@ def solve_joints(targets: torch.Tensor, chain: HandChain, weights: torch.Tensor 
         acc = a[accept]
         q[acc], rot[acc], trans[acc] = q_new[accept], rot_new[accept], trans_new[accept]
         pts[acc], world[acc], cost[acc] = pts_new[accept], world_new[accept], cost_new[accept]
+        if merged:
+            jq[acc] = jq_new[accept]
         lam[a] = torch.where(accept, lam[a] * 0.3, lam[a] * 10.0).clamp(1e-9, 1e9)
         stale[a] = accept
         active[a] = ~(done | (lam[a] >= 1e9))
