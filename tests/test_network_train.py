@@ -218,3 +218,70 @@ def test_validation_holds_out_whole_objects_not_single_views():
     held = {keys[i] for i in val_idx}
     assert len(held) == 2 and not held & {keys[i] for i in train_idx}          # 2 of 9 objects, every view
     assert len(val_idx) == 8 and len(train_idx) + len(val_idx) == len(paths)
+
+
+def _box_surface(centre, size, n: int, rng) -> tuple[np.ndarray, np.ndarray]:
+    """(n, 3) samples of an axis-aligned box's whole surface and their outward normals."""
+    axis = rng.integers(0, 3, n)
+    sign = rng.choice([-1.0, 1.0], n)
+    pts = rng.uniform(-0.5, 0.5, (n, 3)) * size
+    pts[np.arange(n), axis] = 0.5 * sign * np.asarray(size)[axis]
+    nrm = np.zeros((n, 3))
+    nrm[np.arange(n), axis] = sign
+    return pts + centre, nrm
+
+
+def test_examples_carry_the_whole_surface_turned_with_the_view(tmp_path):
+    """The whole-surface samples (penetration loss) are stored, drawn per item and turned with the view's yaw."""
+    hand = load_hand(HAND)
+    rng = np.random.default_rng(0)
+    centre, size = np.array([0.55, 0.1, 0.05]), np.array([0.08, 0.04, 0.1])
+    surface, normals = _box_surface(centre, size, 900, rng)
+    front = normals[:, 0] < -0.5                                           # the camera saw the -x face only
+    with pytest.raises(ExampleFormatError, match="surface_points and surface_normals"):
+        write_examples(tmp_path / "bad.npz", hand, surface[front], normals[front], [np.eye(4)],
+                       [{}], source="test", surface_points=surface)
+    write_examples(tmp_path / "box.npz", hand, surface[front], normals[front], [np.eye(4)], [{}], source="test",
+                   partial_view=True, surface_points=surface, surface_normals=normals)
+    ds = DROExampleDataset(tmp_path, hand, num_points=64, view="full", yaw_augment=True)
+    assert ds.has_surface
+    item = ds[0]
+    whole, view = item["surface_points"].double(), item["object_points"].double()
+    assert whole.shape == (512, 3)
+    # turned together: every view point still lies on the turned box surface (sample spacing ~1 cm)
+    assert float(torch.cdist(view, whole).amin(dim=1).max()) < 0.015
+    # and the unseen back (+x face, 8 cm behind the view) is there
+    assert float(((whole - view.mean(0)) @ (view.mean(0) - whole.mean(0))).min()) < -0.003
+
+
+def test_penetration_loss_lets_a_hand_behind_the_object_be_with_the_whole_surface(tmp_path):
+    """A hand in free space behind the object (as seen from the camera): the view's points alone call it
+    inside (their half-spaces extend backwards); the whole surface does not."""
+    from grasp_planner.network.losses import ground_truth_distances
+    from grasp_planner.network.model import DROOutput
+    from grasp_planner.network.train import _Losses
+
+    rng = np.random.default_rng(1)
+    cfg = NetworkConfig(**{**TINY.to_dict(), "weight_penetration": 1.0})
+    hand, kin, chain = cached_hand_chain(HAND, cfg.hand_points)
+    q = chain.full_q(chain.default_q()[None]).float()
+    hand_pts = kin.forward(q.double()).points[0].numpy()
+    size = np.array([0.04, 0.3, 0.3])
+    centre = np.array([hand_pts[:, 0].min() - 0.05 - size[0] / 2, *hand_pts[:, 1:].mean(axis=0)])
+    surface, normals = _box_surface(centre, size, 4000, rng)       # a slab 5 cm in front of the hand
+    front = (normals[:, 0] < -0.5) | (normals[:, 1] < -0.5)        # the camera sees the -x and -y faces
+    items = {"object_points": torch.as_tensor(surface[front][:cfg.object_points], dtype=torch.float32)[None],
+             "object_normals": torch.as_tensor(normals[front][:cfg.object_points], dtype=torch.float32)[None],
+             "surface_points": torch.as_tensor(surface[:512], dtype=torch.float32)[None],
+             "surface_normals": torch.as_tensor(normals[:512], dtype=torch.float32)[None],
+             "q": q, "wrist_pose": torch.eye(4)[None]}
+
+    def exact(batch):           # a "network" that predicts the true matrix: its hand points are the grasp's
+        obj = batch.object_points
+        return DROOutput(distances=ground_truth_distances(batch.hand_points_grasp, obj)[:, None],
+                         object_indices=torch.arange(obj.shape[1])[None], object_points=obj,
+                         importance_logits=None, mu=None, logvar=None)
+
+    whole = _Losses(cfg, TrainConfig(pose_loss=False))(exact, items).terms["penetration"]
+    seen = _Losses(cfg, TrainConfig(pose_loss=False, penetration_surface=False))(exact, items).terms["penetration"]
+    assert seen > 0.05 and whole == pytest.approx(0.0, abs=1e-6)

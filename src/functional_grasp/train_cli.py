@@ -3,6 +3,7 @@
     fgrasp train --data out/train_data/shadow --hand shadow --bootstrap 180 \\
         --config config/checkpoints/dro_small.yaml --out out/train/shadow --epochs 12
     fgrasp train ... --resume                       # continue an interrupted run
+    fgrasp train ... --init CKPT --epochs 4         # fine-tune from a checkpoint
     torchrun --nproc-per-node 2 -m functional_grasp.cli train ...   # data-parallel (gloo on CPU)
 
 Exit codes: 0 trained; 1 training failed; 2 bad input (missing data, checkpoint clash, bad config).
@@ -52,6 +53,8 @@ def add_train_parser(sub: Any) -> None:
     p.add_argument("--threads", type=_positive_int, default=None, metavar="N",
                    help="torch threads per process (default: 1, fastest on a loaded 2-core CPU)")
     p.add_argument("--resume", action="store_true", help="continue from --out's last checkpoint")
+    p.add_argument("--init", type=Path, default=None, metavar="CKPT",
+                   help="start from this checkpoint's weights (fine-tuning; same hand and network config)")
     p.add_argument("--bootstrap", type=_non_negative_int, default=0, metavar="OBJECTS",
                    help="first add optimiser grasps on this many generated objects to --data (files already "
                         "there are kept)")
@@ -110,8 +113,10 @@ def cmd_train(args: argparse.Namespace, rep: Any) -> int:
                                                tuple(network.image_size) if network.use_image else None, config.seed)
                 rep.stage("data", "done", f"{len(files)} example files from the kept grasps of {dataset} in {target}")
     try:
+        if args.init is not None and not args.init.is_file():
+            raise FileNotFoundError(f"--init: checkpoint not found: {args.init}")
         result = train(data_dir, network, config, args.out, resume=args.resume,
-                       progress=not args.no_progress, log=say)
+                       progress=not args.no_progress, log=say, init_checkpoint=args.init)
     except (FileNotFoundError, FileExistsError, CheckpointMismatchError, ExampleFormatError) as exc:
         rep.error(str(exc))
         return 2

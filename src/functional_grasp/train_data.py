@@ -8,8 +8,9 @@ lives outside ``grasp_planner`` because the planner must not depend on the data 
 Per shard, only grasps that were held *and* functional (``grasp_kept``) become examples, for the
 shard's hand only. Each rendered view gives one example file: the object pixels of the depth image
 back-projected into the render world (partial cloud), normals from the nearest mesh face, the RGB
-image resized to the network's ``image_size`` with each point's pixel scaled alike, and the grasps
-moved into the render world. A shard without views gives one file with the full mesh surface in
+image resized to the network's ``image_size`` with each point's pixel scaled alike, the grasps
+moved into the render world, and 1024 samples of the whole mesh surface there (the training's
+penetration loss measures the hand against the complete object, not only the view). A shard without views gives one file with the full mesh surface in
 the object frame.
 """
 from __future__ import annotations
@@ -25,6 +26,8 @@ ENGINE_FORMAT = "functional_grasp.dataset"
 SURFACE_POINTS = 2048
 #: Dense surface samples whose faces give the view points' normals (nearest sample's face).
 NORMAL_SAMPLES = 20000
+#: Whole-surface samples stored with each view for the training's penetration loss.
+WHOLE_SURFACE_POINTS = 1024
 
 
 def is_engine_dataset(path: str | Path) -> bool:
@@ -93,6 +96,7 @@ def convert_engine_dataset(root: str | Path, hand, out_dir: str | Path,
             continue
         dense, dense_face = trimesh.sample.sample_surface(mesh, NORMAL_SAMPLES, seed=rng)
         dense_tree = cKDTree(dense)
+        whole = np.arange(WHOLE_SURFACE_POINTS) * (NORMAL_SAMPLES // WHOLE_SURFACE_POINTS)   # already random
         for v, target in enumerate(targets):
             T_wo = shard["render_T_world_object"][v]
             pts_w, uv = view_cloud(shard["render_depth"][v], shard["render_mask"][v], shard["render_K"][v],
@@ -110,5 +114,7 @@ def convert_engine_dataset(root: str | Path, hand, out_dir: str | Path,
                 image = image.transpose(2, 0, 1)                                   # stored (3, h, w)
             written.append(write_examples(target, hand, pts_w, normals, [T_wo @ p for p in poses], qs,
                                           source="data_engine", image=image, pixel_uv=uv if image is not None else None,
-                                          partial_view=True))
+                                          partial_view=True,
+                                          surface_points=dense[whole] @ T_wo[:3, :3].T + T_wo[:3, 3],
+                                          surface_normals=mesh.face_normals[dense_face[whole]] @ T_wo[:3, :3].T))
     return written

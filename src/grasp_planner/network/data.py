@@ -12,7 +12,9 @@ Storage (``functional_grasp.dro_examples/1``): a folder of ``.npz`` files (loade
 - ``object_points``, ``object_normals`` (M, 3) float32, metres, cloud frame (the robot base);
 - ``wrist_pose`` (G, 4, 4) float64 hand root → cloud frame; ``q`` (G, nq) float64 radians;
 - optional ``image`` (3, H, W) uint8 and ``pixel_uv`` (M, 2) float32 (one view per file);
-- optional ``partial_view`` 0-d bool: the points are one camera's view (absent = a whole surface).
+- optional ``partial_view`` 0-d bool: the points are one camera's view (absent = a whole surface);
+- optional ``surface_points``, ``surface_normals`` (S, 3) float32: the object's whole surface, cloud
+  frame, for the penetration loss (a view cannot show the back the hand must not enter).
 
 :func:`bootstrap_examples` writes such a folder from the project's optimisation-based synthesiser
 on generated :mod:`grasp_data.objects` instances. Those grasps are *stable* power grasps (thumb
@@ -37,6 +39,8 @@ from grasp_planner.hands.description import HandDescription
 EXAMPLES_FORMAT = "functional_grasp.dro_examples/1"
 #: Where the bootstrap puts the objects in the robot base frame: x, y ranges (metres), as the demo does.
 BOOTSTRAP_XY_RANGE_M = ((0.42, 0.58), (-0.12, 0.12))
+#: Whole-surface samples per training item for the penetration loss (when the examples carry them).
+SURFACE_LOSS_POINTS = 512
 #: Views the dataset can present: the full surface, a partial view from a random camera, or either.
 VIEWS = ("full", "partial", "mixed")
 
@@ -48,7 +52,8 @@ class ExampleFormatError(ValueError):
 def write_examples(path: str | Path, hand: HandDescription, object_points: np.ndarray, object_normals: np.ndarray,
                    wrist_poses: Sequence[np.ndarray], q_by_name: Sequence[dict[str, float]], source: str,
                    image: np.ndarray | None = None, pixel_uv: np.ndarray | None = None,
-                   partial_view: bool = False) -> Path:
+                   partial_view: bool = False, surface_points: np.ndarray | None = None,
+                   surface_normals: np.ndarray | None = None) -> Path:
     """Write the grasps of one object view to ``path`` (``.npz``, atomically: temp file + rename).
 
     Args:
@@ -62,6 +67,9 @@ def write_examples(path: str | Path, hand: HandDescription, object_points: np.nd
         image: optional (3, H, W) uint8 RGB of the view; ``pixel_uv`` (M, 2) then gives each point's pixel.
         partial_view: the points are one camera's view already (a rendered view), not the whole
             surface: training uses them as stored instead of cutting a random partial view out of them.
+        surface_points, surface_normals: optional (S, 3) samples of the object's *whole* surface and
+            their outward normals, cloud frame: the penetration loss then measures the hand against
+            the complete object, unseen back included (training only; the network never sees them).
 
     Returns:
         The path written.
@@ -78,6 +86,15 @@ def write_examples(path: str | Path, hand: HandDescription, object_points: np.nd
               "joint_names": np.array(hand.joint_names), "object_points": pts, "object_normals": nrm,
               "wrist_pose": np.asarray(wrist_poses, np.float64).reshape(-1, 4, 4), "q": q,
               "partial_view": np.array(bool(partial_view))}
+    if (surface_points is None) != (surface_normals is None):
+        raise ExampleFormatError("surface_points and surface_normals go together")
+    if surface_points is not None:
+        spts = np.asarray(surface_points, np.float32).reshape(-1, 3)
+        snrm = np.asarray(surface_normals, np.float32).reshape(-1, 3)
+        if spts.shape != snrm.shape or not len(spts) or not np.isfinite(spts).all():
+            raise ExampleFormatError(f"surface_points {spts.shape} and surface_normals {snrm.shape} must be equal, "
+                                     "non-empty (S, 3) arrays of finite values")
+        arrays["surface_points"], arrays["surface_normals"] = spts, snrm
     if image is not None:
         if pixel_uv is None or np.shape(pixel_uv) != (len(pts), 2) or np.ndim(image) != 3 or np.shape(image)[0] != 3:
             raise ExampleFormatError("an image needs shape (3, H, W) and pixel_uv (M, 2), one pixel per point")
@@ -107,6 +124,8 @@ class ExampleFile:
     image: np.ndarray | None
     pixel_uv: np.ndarray | None
     partial_view: bool = False
+    surface_points: np.ndarray | None = None
+    surface_normals: np.ndarray | None = None
 
 
 def _read_file(path: Path, hand: HandDescription) -> ExampleFile | str:
@@ -131,7 +150,8 @@ def _read_file(path: Path, hand: HandDescription) -> ExampleFile | str:
     return ExampleFile(path=path, source=str(data["source"]), object_points=data["object_points"],
                        object_normals=data["object_normals"], wrist_pose=pose, q=q,
                        image=data.get("image"), pixel_uv=data.get("pixel_uv"),
-                       partial_view=bool(data.get("partial_view", False)))
+                       partial_view=bool(data.get("partial_view", False)),
+                       surface_points=data.get("surface_points"), surface_normals=data.get("surface_normals"))
 
 
 def load_example_files(root: str | Path, hand: HandDescription) -> list[ExampleFile]:
@@ -210,6 +230,8 @@ class DROExampleDataset(Dataset):
             raise ExampleFormatError(f"{root}: some example files have images and some do not; "
                                      "train on one kind at a time")
         self.has_images = with_image == {True}
+        #: Every file carries whole-surface samples: items then hold ``surface_points``/``surface_normals``.
+        self.has_surface = all(ex.surface_points is not None for ex in self.files)
 
     def set_epoch(self, epoch: int) -> None:
         """Select the draws of ``epoch`` (call before each epoch)."""
@@ -230,12 +252,24 @@ class DROExampleDataset(Dataset):
             keep = visible if len(visible) >= 32 else keep
         pick = keep[rng.choice(len(keep), self.num_points, replace=len(keep) < self.num_points)]
         pts, nrm, wrist = pts[pick], nrm[pick], ex.wrist_pose[g]
+        yaw = rng.uniform(-np.pi, np.pi) if self.yaw_augment else 0.0
+        surface = None
+        if self.has_surface:                   # drawn after the view's draws: those stay as they were
+            spick = rng.choice(len(ex.surface_points), SURFACE_LOSS_POINTS,
+                               replace=len(ex.surface_points) < SURFACE_LOSS_POINTS)
+            surface = ex.surface_points[spick], ex.surface_normals[spick]
         if self.yaw_augment:
-            pts, nrm, wrist = rotate_about_vertical(pts, nrm, wrist, rng.uniform(-np.pi, np.pi))
+            centre = pts.mean(axis=0)
+            if surface is not None:
+                surface = rotate_about_vertical(*surface, np.eye(4), yaw, centre=centre)[:2]
+            pts, nrm, wrist = rotate_about_vertical(pts, nrm, wrist, yaw, centre=centre)
         item = {"object_points": torch.from_numpy(pts.astype(np.float32)),
                 "object_normals": torch.from_numpy(nrm.astype(np.float32)),
                 "q": torch.from_numpy(ex.q[g].astype(np.float32)),
                 "wrist_pose": torch.from_numpy(wrist.astype(np.float32))}
+        if surface is not None:
+            item["surface_points"] = torch.from_numpy(surface[0].astype(np.float32))
+            item["surface_normals"] = torch.from_numpy(surface[1].astype(np.float32))
         if ex.image is not None:
             item["image"] = torch.from_numpy(ex.image.astype(np.float32) / 255.0)
             item["pixel_uv"] = torch.from_numpy(ex.pixel_uv[pick].astype(np.float32))
@@ -243,7 +277,7 @@ class DROExampleDataset(Dataset):
 
 
 def rotate_about_vertical(points: np.ndarray, normals: np.ndarray, wrist_pose: np.ndarray,
-                          yaw: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+                          yaw: float, centre: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Turn an example (object and grasp together) by ``yaw`` radians about the vertical axis through the
     points' centroid: the object stays upright on the same table, so the grasp stays as valid.
 
@@ -251,13 +285,14 @@ def rotate_about_vertical(points: np.ndarray, normals: np.ndarray, wrist_pose: n
         points, normals: (N, 3) object points (metres) and unit normals.
         wrist_pose: (4, 4) hand root pose in the points' frame.
         yaw: rotation angle about +z, radians.
+        centre: (3,) a point of the axis instead of the centroid (to turn other points of the same example alike).
 
     Returns:
         The rotated ``(points, normals, wrist_pose)``.
     """
     c, s = np.cos(yaw), np.sin(yaw)
     turn = np.array([[c, -s, 0.0], [s, c, 0.0], [0.0, 0.0, 1.0]])
-    centre = points.mean(axis=0)
+    centre = points.mean(axis=0) if centre is None else np.asarray(centre, dtype=float)
     T = np.eye(4)
     T[:3, :3], T[:3, 3] = turn, centre - turn @ centre
     return (points - centre) @ turn.T + centre, normals @ turn.T, T @ wrist_pose

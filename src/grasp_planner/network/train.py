@@ -67,6 +67,9 @@ class TrainConfig:
         threads: torch intra-op threads per process (1 is fastest on a loaded 2-core CPU).
         pose_loss: add the per-link SE(3) term (weight ``weight_pose`` of the network config).
         penetration_loss: add the hand–object penetration term (weight ``weight_penetration``).
+        penetration_surface: measure that penetration against the object's whole surface when the
+            examples carry it (data-engine conversions do), not against the view's points (a view
+            cannot tell a hand in the unseen back of the object from one behind it in free space).
         augment_yaw: turn each training example (object and grasp together) by a random yaw about
             the vertical through the object (:func:`~grasp_planner.network.data.rotate_about_vertical`).
     """
@@ -82,6 +85,7 @@ class TrainConfig:
     threads: int = 1
     pose_loss: bool = True
     penetration_loss: bool = True
+    penetration_surface: bool = True
     augment_yaw: bool = False
 
     def __post_init__(self) -> None:
@@ -261,11 +265,14 @@ class _Losses:
         out = model(batch)
         penetration = None
         if self.train.penetration_loss:
-            normals = items["object_normals"]
+            whole = self.train.penetration_surface and "surface_points" in items
+            points = items["surface_points"] if whole else items["object_points"]
+            normals = items["surface_normals"] if whole else items["object_normals"]
 
             def penetration(o, b):
-                return penetration_depth(predicted_hand_points(o), b.object_points,
-                                         normals.repeat_interleave(o.distances.shape[1], 0)).mean()
+                k = o.distances.shape[1]
+                return penetration_depth(predicted_hand_points(o), points.repeat_interleave(k, 0),
+                                         normals.repeat_interleave(k, 0)).mean()
         return dro_loss(out, batch, self.network, pose_fn=self.pose_fn, penetration_fn=penetration)
 
 
