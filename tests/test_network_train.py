@@ -206,6 +206,13 @@ def test_train_cli_takes_several_engine_datasets_and_refuses_a_mix(data_dir, tmp
     examples = tmp_path / "both" / "examples"
     assert len(list((examples / "run_a").glob("*.npz"))) == 1 and len(list((examples / "run_b").glob("*.npz"))) == 1
     load_checkpoint(tmp_path / "both" / "last.safetensors", hand=HAND, expected_config=TINY)
+    # fine-tuning: --init starts from a checkpoint's weights; a missing one is a clear input error
+    assert main([*common, "--data", str(tmp_path / "run_a"), "--out", str(tmp_path / "tuned"),
+                 "--init", str(tmp_path / "nowhere.safetensors")]) == 2
+    assert not (tmp_path / "tuned" / "last.safetensors").exists()
+    assert main([*common, "--data", str(tmp_path / "run_a"), "--out", str(tmp_path / "tuned"),
+                 "--init", str(tmp_path / "both" / "last.safetensors")]) == 0
+    assert (tmp_path / "tuned" / "last.safetensors").exists()
 
 
 def test_validation_holds_out_whole_objects_not_single_views():
