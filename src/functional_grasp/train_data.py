@@ -10,8 +10,8 @@ shard's hand only. Each rendered view gives one example file: the object pixels 
 back-projected into the render world (partial cloud), normals from the nearest mesh face, the RGB
 image resized to the network's ``image_size`` with each point's pixel scaled alike, the grasps
 moved into the render world, and 1024 samples of the whole mesh surface there (the training's
-penetration loss measures the hand against the complete object, not only the view). A shard without views gives one file with the full mesh surface in
-the object frame.
+penetration loss measures the hand against the complete object, not only the view). A shard
+without views gives one file with the full mesh surface in the object frame.
 """
 from __future__ import annotations
 
