@@ -289,6 +289,6 @@ def test_penetration_loss_lets_a_hand_behind_the_object_be_with_the_whole_surfac
                          object_indices=torch.arange(obj.shape[1])[None], object_points=obj,
                          importance_logits=None, mu=None, logvar=None)
 
-    whole = _Losses(cfg, TrainConfig(pose_loss=False))(exact, items).terms["penetration"]
-    seen = _Losses(cfg, TrainConfig(pose_loss=False, penetration_surface=False))(exact, items).terms["penetration"]
+    whole = _Losses(cfg, TrainConfig(pose_loss=False, penetration_surface=True))(exact, items).terms["penetration"]
+    seen = _Losses(cfg, TrainConfig(pose_loss=False))(exact, items).terms["penetration"]
     assert seen > 0.05 and whole == pytest.approx(0.0, abs=1e-6)
