@@ -44,7 +44,7 @@ STARTUP_TIMEOUT_S = 60.0
 PLANNER_TIMEOUT_S = 60.0
 #: Fast mode: longest wait for perception's answer to one frame, seconds.
 FRAME_TIMEOUT_S = 10.0
-#: After a successful planner status, wait this long for the goal and pose to be recorded, seconds.
+#: After the planner status, wait this long for it (and on success the goal and pose) to be recorded, seconds.
 OUTPUT_SETTLE_S = 2.0
 #: Poll period of the waits, seconds.
 POLL_S = 0.02
@@ -263,11 +263,14 @@ def _play_through_graph(config: ReplayConfig, info, n_inputs: int, rep: Reporter
             if not monitor.wait(lambda: monitor.planner_status is not None, config.planner_timeout_s, graph.alive):
                 return _stack_failed(graph, rep, f"no planner status on {topics.PLANNER_STATUS} within "
                                      f"{config.planner_timeout_s:g} s after the last message"), {}
+            # The monitor and the recorder have separate subscriptions: the recorder may not have
+            # written the status (or the goal and pose that precede it) when the monitor sees it.
+            expected = [topics.PLANNER_STATUS]
             if monitor.planner_status.get("success"):
-                deadline = time.monotonic() + OUTPUT_SETTLE_S
-                while time.monotonic() < deadline and not all(
-                        writer.counts.get(t) for t in (topics.JOINT_GOAL, catalog.GRASP_POSE)):
-                    time.sleep(POLL_S)
+                expected += [topics.JOINT_GOAL, catalog.GRASP_POSE]
+            deadline = time.monotonic() + OUTPUT_SETTLE_S
+            while time.monotonic() < deadline and not all(writer.counts.get(t) for t in expected):
+                time.sleep(POLL_S)
         finally:
             if recorder is not None:
                 recorder.close()
