@@ -11,6 +11,7 @@
     fgrasp train --data D --hand shadow --out out/t    # train the D(R,O) grasp network
     fgrasp eval --network CKPT --hand H --category drill --objects 20   # network on held-out instances
     fgrasp augment --checkpoint CKPT --data D --hand H --category drill --out out/aug   # sim-augmented loop
+    fgrasp compare out/old_s0 out/old_s1 --against out/new_s0 out/new_s1   # paired test of two evals
 
 All user-facing output goes through :mod:`functional_grasp.report`. Exit codes: see each
 subcommand's ``--help``; 2 is also argparse's code for a bad command line.
@@ -30,6 +31,7 @@ from functional_grasp.eval_cli import add_eval_parser, cmd_eval
 from functional_grasp.grasp_backend_args import EXIT_BAD_BACKEND, GraspBackendError, add_grasp_backend_arguments
 from functional_grasp.report import Reporter
 from functional_grasp.train_cli import add_train_parser, cmd_train
+from functional_grasp.compare import add_compare_parser, cmd_compare
 from functional_grasp.view import add_view_parser, cmd_view
 from grasp_data.cli import add_data_parser, cmd_data
 
@@ -118,7 +120,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     parser = argparse.ArgumentParser(
         prog="fgrasp", description="Functional dexterous grasping: simulation demo, graph launcher, benchmarks.")
-    sub = parser.add_subparsers(dest="command", required=True, metavar="{demo,launch,bench,eval,record,replay,view,data,train,augment}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="{demo,launch,bench,eval,compare,record,replay,view,data,train,augment}")
 
     demo = sub.add_parser(
         "demo", help="launch the sim graph, grasp one object, write report.json and pictures",
@@ -181,6 +183,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_bag_parsers(sub)
     add_eval_parser(sub)
     add_view_parser(sub)
+    add_compare_parser(sub)
     add_data_parser(sub)
     add_train_parser(sub)
     add_augment_parser(sub)
@@ -363,7 +366,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     previous = signal.signal(signal.SIGTERM, _raise_interrupt)  # SIGTERM cleans up like Ctrl-C
     try:
         handler = {"demo": _cmd_demo, "launch": _cmd_launch, "bench": _cmd_bench, "eval": cmd_eval,
-                   "record": _cmd_record, "replay": _cmd_replay, "view": cmd_view,
+                   "record": _cmd_record, "replay": _cmd_replay, "view": cmd_view, "compare": cmd_compare,
                    "data": cmd_data, "train": cmd_train, "augment": cmd_augment}[args.command]
         return handler(args, rep)
     except KeyboardInterrupt:
