@@ -235,3 +235,48 @@ def test_judge_all_reports_best_of_k_and_every_candidates_terms(trained, tmp_pat
     assert best["stable"]["successes"] == sum(r["held"] > 0 for r in results["objects"])
     assert best["stable"]["successes"] >= results["overall"]["stable"]["successes"]
     assert "best of 3 (every candidate judged): stable" in capsys.readouterr().out
+
+
+def test_oracle_true_matrices_reproduce_the_kept_grasp_through_recovery(trained, tmp_path, capsys):
+    """`--oracle DATASET`: the recovery gets the true matrix of the dataset's kept hammer grasp; without
+    refinement and closure it rebuilds that grasp, which the judge keeps again."""
+    checkpoint, data = trained
+    common = ["eval", "--network", str(checkpoint), "--hand", HAND, "--oracle", str(data), "--category", "hammer",
+              "--objects", "1", "--samples", "3", "--view", "partial", "--collision", "hull", "--judge-all",
+              "--no-progress"]
+    assert main([*common, "--refine-iterations", "0", "--no-closure", "--out", str(tmp_path / "raw")]) == 0
+    raw = json.loads((tmp_path / "raw" / RESULTS_FILE).read_text())
+    record = raw["objects"][0]
+    assert raw["oracle"] == str(data) and record["name"] == "oracle_hammer_00000" and record["seed"] == HAMMER_SEED
+    assert record["validated"] == 1 and record["kept"] == 1 and record["stable_functional"]   # one distinct grasp
+    assert record["top"]["fit_residual_m"] < 1e-6
+    assert "oracle: 1/1 true grasps (100.0 %)" in capsys.readouterr().out
+
+
+def test_true_matrix_model_cycles_the_given_grasps_over_the_samples(trained):
+    from functional_grasp.net_oracle import TrueMatrixModel
+    from grasp_planner.network.model import DROBatch
+
+    checkpoint, _ = trained
+    model, _ = load_checkpoint(checkpoint, hand=HAND)
+    oracle = TrueMatrixModel(model)
+    cloud = torch.rand(1, TINY.object_points, 3)
+    hand_input = torch.rand(TINY.hand_points, 3)
+    with pytest.raises(RuntimeError, match="hand_points"):
+        oracle(DROBatch(object_points=cloud, hand_points=hand_input), num_samples=3)
+    oracle.hand_points = torch.rand(2, TINY.hand_points, 3, dtype=torch.float64)
+    out = oracle(DROBatch(object_points=cloud, hand_points=hand_input), num_samples=3)
+    assert out.distances.shape == (1, 3, TINY.hand_points, TINY.sampled_object_points)
+    true = torch.cdist(oracle.hand_points, out.object_points[0].double().expand(2, -1, -1)).float()
+    assert torch.allclose(out.distances[0, 0], true[0]) and torch.allclose(out.distances[0, 1], true[1])
+    assert torch.equal(out.distances[0, 2], out.distances[0, 0])
+
+
+def test_oracle_refuses_a_folder_that_is_not_a_dataset_and_the_optimiser_baseline(trained, tmp_path, capsys):
+    checkpoint, data = trained
+    common = ["eval", "--network", str(checkpoint), "--hand", HAND, "--category", "hammer", "--objects", "1",
+              "--collision", "hull", "--no-progress", "--out", str(tmp_path / "o")]
+    assert main([*common, "--oracle", str(tmp_path)]) == 2
+    assert "not a data-engine dataset" in capsys.readouterr().err
+    assert main([*common, "--oracle", str(data), "--baseline-optimiser"]) == 2
+    assert "--baseline-optimiser" in capsys.readouterr().err

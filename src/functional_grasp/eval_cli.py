@@ -94,6 +94,10 @@ def add_eval_parser(sub) -> None:
     net.add_argument("--judge-all", action="store_true",
                      help="judge every candidate, not only the top-ranked one: adds the best-of-K rates (how much a "
                           "perfect ranking would gain) and each candidate's ranking terms and verdict to the results")
+    net.add_argument("--oracle", type=Path, default=None, metavar="DATASET",
+                     help="feed the recovery the TRUE matrices of this data-engine dataset's kept grasps instead of "
+                          "the network's (its first --objects objects per category): what the stages after the "
+                          "network keep of perfect predictions")
     net.add_argument("--baseline-optimiser", action="store_true",
                      help="judge the planner's optimiser instead of the network on the same held-out instances and "
                           "views (a baseline; the checkpoint still names the hand)")

@@ -303,6 +303,15 @@ class Deployer:
         return AdaptationResult(self.hand.name, tuple(self.hand.joint_names), poses, q, cost, cost,
                                 np.zeros((n, 6)), np.zeros((n, 6)), np.zeros(n))
 
+    def predict(self, ref: ObjectRef, obs: Observation) -> list:
+        """The predictor's ranked candidates for the observation of ``ref`` (K = ``config.samples``).
+
+        Raises:
+            GraspPredictionError, QhullError: no usable cloud (recorded as ``no_object``).
+        """
+        return self.predictor.predict(obs.cloud, floating_proxy(obs.cloud), self.config.samples,
+                                      image=obs.image, pixel_uv=obs.pixel_uv, camera_xyz=obs.camera_xyz)
+
     # ------------------------------------------------------------------ one object
     def run(self, ref: ObjectRef) -> tuple[dict[str, Any], dict[str, Any] | None]:
         """Deploy on one object.
@@ -336,8 +345,7 @@ class Deployer:
         times["observe"] = time.perf_counter() - t0
         t0 = time.perf_counter()
         try:
-            candidates = self.predictor.predict(obs.cloud, floating_proxy(obs.cloud), c.samples,
-                                                image=obs.image, pixel_uv=obs.pixel_uv, camera_xyz=obs.camera_xyz)
+            candidates = self.predict(ref, obs)
         except (GraspPredictionError, QhullError) as exc:  # too few points, or a degenerate (flat) cloud
             return {**record, "outcome": NO_OBJECT, "error": str(exc)}, None
         times["predict"] = time.perf_counter() - t0

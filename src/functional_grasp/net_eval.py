@@ -103,17 +103,27 @@ def deploy_all(deployer: Deployer, refs: Sequence[ObjectRef], progress: bool = T
 
 
 def run_network_eval(checkpoint: str | Path, hand: str, categories: Sequence[str], objects: int,
-                     config: DeployConfig, out_dir: str | Path, progress: bool = True) -> dict[str, Any]:
+                     config: DeployConfig, out_dir: str | Path, progress: bool = True,
+                     oracle: str | Path | None = None) -> dict[str, Any]:
     """Evaluate ``checkpoint`` on ``objects`` held-out instances per category; write ``RESULTS_FILE``.
 
+    With ``oracle`` (a data-engine dataset of ``hand``), the objects are that dataset's and the
+    network's matrices are replaced by the true ones of its kept grasps (:mod:`functional_grasp.net_oracle`).
     An interrupted run (Ctrl-C) writes the objects done so far (``"interrupted": true``) and re-raises.
 
     Raises:
-        FileNotFoundError / CheckpointMismatchError / ValueError: see :class:`Deployer`.
+        FileNotFoundError / CheckpointMismatchError / ValueError: see :class:`Deployer` (and, with
+            ``oracle``, a folder that is not a dataset or holds too few objects).
     """
+    from functional_grasp.net_oracle import OracleDeployer, oracle_objects
+
     t0 = time.perf_counter()
-    deployer = Deployer(hand, checkpoint, config)
-    refs = heldout_objects(list(categories), objects, config.seed)
+    if oracle is None:
+        deployer = Deployer(hand, checkpoint, config)
+        refs = heldout_objects(list(categories), objects, config.seed)
+    else:
+        refs = oracle_objects(oracle, list(categories), objects)
+        deployer = OracleDeployer(hand, checkpoint, oracle, config)
     records: dict[str, dict] = {}
     out = Path(out_dir) / RESULTS_FILE
 
@@ -123,7 +133,9 @@ def run_network_eval(checkpoint: str | Path, hand: str, categories: Sequence[str
                 "hand": hand, "categories": list(categories), "objects_per_category": objects,
                 "deploy": asdict(config), "network": deployer.network_config.to_dict(),
                 "heldout_rule": "seed = 2**32 + grasp_data.engine.object_seed(seed, category, index): outside the "
-                                "data engine's 32-bit seeds and the bootstrap's small ones",
+                                "data engine's 32-bit seeds and the bootstrap's small ones" if oracle is None else
+                                "oracle: the dataset's objects, the true matrices of their kept grasps",
+                "oracle": None if oracle is None else str(oracle),
                 "protocol": "floating hand (grasp_data.validation): 0.5 x mass N along +-x +-y +-z, 1 s each, held if "
                             "<= 2 cm; functional: designated fingers within 5 mm of their region, no avoid contact",
                 **summarize_records(done, hand), "objects": done, "interrupted": interrupted,

@@ -60,11 +60,17 @@ def cmd_network_eval(args: argparse.Namespace, rep: Reporter) -> int:
                           collision=args.collision or "coacd",
                           seed=args.seed, refine_iterations=args.refine_iterations, close_fingers=not args.no_closure,
                           backend="optimiser" if args.baseline_optimiser else "network")
-    rep.stage("eval", "started", f"network {args.network}, {args.hand} hand, {objects} held-out instance(s) of "
+    oracle = getattr(args, "oracle", None)
+    if oracle is not None and args.baseline_optimiser:
+        rep.error("--oracle feeds the network's recovery with true matrices; it cannot be combined with --baseline-optimiser")
+        return EXIT_BAD_INPUT
+    what = (f"{objects} held-out instance(s)" if oracle is None
+            else f"ORACLE: the true matrices of the kept grasps of {objects} object(s) of {oracle}")
+    rep.stage("eval", "started", f"network {args.network}, {args.hand} hand, {what} per category of "
               f"{', '.join(categories)}, {args.view} view, {args.samples} samples, seed {args.seed}")
     try:
         results = run_network_eval(args.network, args.hand, categories, objects, config, args.out,
-                                   progress=not args.no_progress)
+                                   progress=not args.no_progress, oracle=oracle)
     except (FileNotFoundError, CheckpointMismatchError, ValueError) as exc:
         rep.error(str(exc))
         return EXIT_BAD_INPUT
@@ -74,9 +80,15 @@ def cmd_network_eval(args: argparse.Namespace, rep: Reporter) -> int:
     rep.line()
     rep.table(summary_rows(results), headers=SUMMARY_HEADERS,
               title=f"== fgrasp eval --network ({config.backend}, {args.hand}, {args.view} view): "
-                    f"{results['overall']['objects']} held-out "
+                    f"{results['overall']['objects']} {'held-out' if oracle is None else 'oracle'} "
                     f"objects in {results['wall_time_s']:.0f} s; top-ranked grasp of {args.samples}, floating hand, "
                     "0.5 x mass N x 6 directions, held if <= 2 cm; functional within 5 mm ==")
+    if oracle is not None:
+        judged = [r for r in results["objects"] if r.get("validated")]
+        n, kept = sum(r["validated"] for r in judged), sum(r["kept"] for r in judged)
+        rep.line(f"oracle: {kept}/{n} true grasps ({100 * kept / max(n, 1):.1f} %) still stable + functional after "
+                 "the stages that follow the network" + ("" if args.judge_all else " (top-ranked only; --judge-all "
+                                                         "judges every one)"))
     best = results["overall"].get("best_of_k")
     if best:
         rep.line(f"best of {args.samples} (every candidate judged): stable {percent_ci(best['stable'])}, "
