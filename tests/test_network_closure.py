@@ -34,8 +34,8 @@ def test_finger_map_assigns_every_finger_joint_and_its_points(oymotion):
     assert set(np.unique(fingers.point_finger)) == {-1, *range(len(fingers.fingers))}   # palm + 5 fingers
 
 
-def test_fingers_stop_at_first_contact_and_free_fingers_close(oymotion):
-    hand, chain, fingers = oymotion
+def _wall_scene(hand, chain, fingers):
+    """Two open grasps and a wall the closing fingers of candidate 0 reach and candidate 1's never do."""
     grasps = _open_grasps(hand, chain, 2)
     far = 10.0                                             # candidate 1 sits 10 m along x, past the wall's end
     grasps.wrist_pose[1, 0, 3] = far
@@ -50,6 +50,12 @@ def test_fingers_stop_at_first_contact_and_free_fingers_close(oymotion):
     def signed_distance(points: np.ndarray) -> np.ndarray:
         return np.where(points[:, 0] < far / 2, points[:, 1] - wall_y, 1.0)
 
+    return grasps, signed_distance
+
+
+def test_fingers_stop_at_first_contact_and_free_fingers_close(oymotion):
+    hand, chain, fingers = oymotion
+    grasps, signed_distance = _wall_scene(hand, chain, fingers)
     result = close_fingers(grasps, chain, fingers, signed_distance)
     sd = torch.as_tensor(signed_distance(result.solution.points.reshape(-1, 3).numpy())).reshape(2, -1)
     touching = result.touching[0]
@@ -62,6 +68,22 @@ def test_fingers_stop_at_first_contact_and_free_fingers_close(oymotion):
     target = torch.as_tensor(fingers.q_closed).clamp(chain.lower, chain.upper)
     assert torch.allclose(result.solution.q[1], target)               # closed freely to the closed pose
     assert torch.equal(result.solution.wrist_pose, grasps.wrist_pose)  # the wrist never moves
+
+
+def test_free_fingers_can_stay_where_recovery_put_them(oymotion):
+    """free_fingers="stay": a finger that meets no observed surface keeps its recovered joints (it may be on
+    the object's unseen side); fingers that touch close exactly as with "close"."""
+    hand, chain, fingers = oymotion
+    grasps, signed_distance = _wall_scene(hand, chain, fingers)
+    closing = close_fingers(grasps, chain, fingers, signed_distance)
+    staying = close_fingers(grasps, chain, fingers, signed_distance, free_fingers="stay")
+    assert torch.equal(staying.touching, closing.touching) and not staying.touching[1].any()
+    assert torch.equal(staying.solution.q[1], grasps.q[1])                  # nothing touched: unchanged
+    assert torch.equal(staying.closure[1], torch.zeros(len(fingers.fingers), dtype=torch.float64))
+    touching = staying.touching[0]
+    assert torch.equal(staying.closure[0, touching], closing.closure[0, touching])
+    with pytest.raises(ValueError, match="free_fingers"):
+        close_fingers(grasps, chain, fingers, signed_distance, free_fingers="open")
 
 
 def test_a_candidates_closure_does_not_depend_on_its_batch(oymotion):

@@ -91,6 +91,9 @@ def add_eval_parser(sub) -> None:
                      help="contact/penetration refinement iterations after recovery (default: 15; 0 = off)")
     net.add_argument("--no-closure", action="store_true",
                      help="judge the recovered joints as they are (no contact closure of the fingers)")
+    net.add_argument("--free-fingers", choices=("close", "stay"), default=None,
+                     help="closure of a finger that touches nothing of the observed surface: close it fully or "
+                          "leave it at its recovered joints (default: the planner's, NetworkPredictorConfig.free_fingers)")
     net.add_argument("--judge-all", action="store_true",
                      help="judge every candidate, not only the top-ranked one: adds the best-of-K rates (how much a "
                           "perfect ranking would gain) and each candidate's ranking terms and verdict to the results")

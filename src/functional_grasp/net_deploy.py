@@ -130,6 +130,8 @@ class DeployConfig:
         validation_threads: MjData stepped in parallel by the validator.
         refine_iterations: the predictor's refinement iterations (0 = off).
         close_fingers: the predictor's contact closure of the fingers.
+        free_fingers: the closure's fingers that touch nothing: ``"close"`` fully or ``"stay"``
+            (:class:`~grasp_planner.grasp_predictor.NetworkPredictorConfig`); None = the predictor's default.
         backend: whose grasps are judged: ``"network"``, or ``"optimiser"`` — the planner's
             synthesiser on the same instances and views, as a baseline (no functional notion).
     """
@@ -146,6 +148,7 @@ class DeployConfig:
     validation_threads: int = 2
     refine_iterations: int = 15
     close_fingers: bool = True
+    free_fingers: str | None = None
     backend: str = "network"
 
     def __post_init__(self) -> None:
@@ -230,7 +233,8 @@ class Deployer:
         # (the space between a drill's handle and body), and the judge measures penetration itself.
         self.predictor = NetworkPredictor(self.hand, checkpoint, NetworkPredictorConfig(
             num_samples=config.samples, reachability=False, max_penetration_m=float("inf"), seed=config.seed,
-            refine_iterations=config.refine_iterations, close_fingers=config.close_fingers))
+            refine_iterations=config.refine_iterations, close_fingers=config.close_fingers,
+            **({} if config.free_fingers is None else {"free_fingers": config.free_fingers})))
         self.network_config = self.predictor.network_config
         if config.backend == "optimiser":
             from grasp_planner.grasp_predictor import OptimiserPredictor

@@ -59,6 +59,7 @@ def cmd_network_eval(args: argparse.Namespace, rep: Reporter) -> int:
     config = DeployConfig(view=args.view, samples=args.samples, validate="all" if args.judge_all else "top",
                           collision=args.collision or "coacd",
                           seed=args.seed, refine_iterations=args.refine_iterations, close_fingers=not args.no_closure,
+                          free_fingers=getattr(args, "free_fingers", None),
                           backend="optimiser" if args.baseline_optimiser else "network")
     oracle = getattr(args, "oracle", None)
     if oracle is not None and args.baseline_optimiser:

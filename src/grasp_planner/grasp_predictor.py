@@ -157,6 +157,8 @@ class NetworkPredictorConfig:
         close_fingers: after the refinement, close each finger from its recovered joints toward the
             closed pose until it touches the observed surface (the proxy when ``refine_iterations`` is 0;
             :func:`~grasp_planner.network.closure.close_fingers`).
+        free_fingers: what the closure does with a finger that touches nothing of the observed
+            surface: ``"close"`` it fully, or let it ``"stay"`` at its recovered joints.
         reachability: keep only candidates the arm can take, checked best first until ``max_results``
             are kept: the hand's arm-planning capsule (``HandDescription.capsule_length_m`` /
             ``capsule_radius_m``, the motion planner's envelope) clears the table at the grasp and the
@@ -186,6 +188,7 @@ class NetworkPredictorConfig:
     max_penetration_m: float = 0.5
     refine_iterations: int = 15
     close_fingers: bool = True
+    free_fingers: str = "close"
     reachability: bool = True
     approach_offset_m: float = 0.10
     threads: int = 1
@@ -198,6 +201,8 @@ class NetworkPredictorConfig:
             raise ValueError(f"squeeze must be in [0, 1], got {self.squeeze}")
         if self.refine_iterations < 0:
             raise ValueError(f"refine_iterations must be >= 0, got {self.refine_iterations}")
+        if self.free_fingers not in ("close", "stay"):
+            raise ValueError(f"free_fingers must be close or stay, got '{self.free_fingers}'")
         if not 0.0 <= self.open_fraction <= 1.0:
             raise ValueError(f"open_fraction must be in [0, 1], got {self.open_fraction}")
         if self.threads < 1:
@@ -497,7 +502,8 @@ class NetworkPredictor(GraspPredictor):
                 query = torch.from_numpy(x)[None]
                 return surface.signed_distance(query, surface.neighbours(query, CLOSURE_NEIGHBOURS))[0].numpy()
             closed = close_fingers(grasps.solution, self.chain, self._fingers,
-                                   proxy.signed_distance if surface is None else observed)
+                                   proxy.signed_distance if surface is None else observed,
+                                   free_fingers=self.config.free_fingers)
             grasps, touching = dataclasses.replace(grasps, solution=closed.solution), closed.touching
         ranking = rank_candidates(grasps, self.ranking_terms(proxy, touching, visible))  # refined, closed grasps
         sol = grasps.solution

@@ -5,7 +5,9 @@ fingertips in the air, and a judge (or a real hand) that closes only a little be
 then never touches the object. This stage does what the optimiser does for its own grasps: each
 finger moves from its recovered joints toward the hand's closed pose until it first touches the
 object (signed distance < 0), refined by bisection. A finger already touching stays where it is;
-one that closes freely ends closed and is reported as not touching.
+one that closes freely ends closed and is reported as not touching — or, with
+``free_fingers="stay"``, keeps its recovered joints: a finger that meets nothing of the *observed*
+surface may be on the object's unseen side, where closing it fully drives it into the object.
 """
 from __future__ import annotations
 
@@ -83,8 +85,12 @@ class ClosureResult:
 LEVELS_PER_CALL_BUDGET = 16
 
 
+#: What :func:`close_fingers` does with a finger that touches nothing: close it fully, or leave it.
+FREE_FINGERS = ("close", "stay")
+
+
 def close_fingers(solution: JointSolution, chain: HandChain, fingers: FingerMap, signed_distance: SignedDistance,
-                  steps: int = 10, bisection_steps: int = 4) -> ClosureResult:
+                  steps: int = 10, bisection_steps: int = 4, free_fingers: str = "close") -> ClosureResult:
     """Close every finger of B grasps until it touches the object (module docstring).
 
     Args:
@@ -94,10 +100,14 @@ def close_fingers(solution: JointSolution, chain: HandChain, fingers: FingerMap,
         signed_distance: the object's signed distance, world frame.
         steps: closure levels tried from the recovered joints (0) to closed (1).
         bisection_steps: halvings of the step that first touches.
+        free_fingers: a finger that touches nothing is closed fully (``"close"``) or stays at its
+            recovered joints (``"stay"``); :data:`FREE_FINGERS`.
 
     Returns:
         :class:`ClosureResult`.
     """
+    if free_fingers not in FREE_FINGERS:
+        raise ValueError(f"free_fingers must be one of {', '.join(FREE_FINGERS)}, got '{free_fingers}'")
     q0 = solution.q.detach().double()
     b, n_fingers = q0.shape[0], len(fingers.fingers)
     target = torch.as_tensor(fingers.q_closed, dtype=q0.dtype).clamp(chain.lower.double(), chain.upper.double())
@@ -151,6 +161,8 @@ def close_fingers(solution: JointSolution, chain: HandChain, fingers: FingerMap,
         hi = torch.where(moved & inside, mid, hi)
         lo = torch.where(moved & ~inside, mid, lo)
     closure = torch.where(moved, lo, closure)                 # the last free level: touching, not inside
+    if free_fingers == "stay":
+        closure = torch.where(touching, closure, torch.zeros_like(closure))
     q = joints(closure)
     q_full = chain.full_q(q)
     points = chain.fk(q_full) @ rot.transpose(1, 2) + trans[:, None]
