@@ -83,10 +83,6 @@ class AdaptationConfig:
             (decaying linearly to zero over the phase).
         w_closing: weight of the closing phase's surface-distance stability term.
         closing_margin_m: the closing phase's penetration margin.
-        start_open_fraction: the penetration term also holds at the validator's start pose, the
-            fingers this fraction of the way toward the open pose with the same wrist
-            (:class:`grasp_data.validation.ValidationConfig` ``open_fraction``); 0 turns it off.
-        start_clearance_m: at that start pose the object counts as this much thicker.
         seed: seed of the candidate draws, initial closures and noise.
     """
 
@@ -112,8 +108,6 @@ class AdaptationConfig:
     closing_learning_rate_fraction: float = 0.5
     w_closing: float = 5.0
     closing_margin_m: float = 0.0
-    start_open_fraction: float = 0.25
-    start_clearance_m: float = 0.0
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -128,9 +122,6 @@ class AdaptationConfig:
         if not (self.learning_rate > 0 and self.translation_learning_rate_m > 0):
             raise ValueError(f"learning_rate ({self.learning_rate}) and translation_learning_rate_m "
                              f"({self.translation_learning_rate_m}) must be > 0")
-        if not 0.0 <= self.start_open_fraction <= 1.0 or self.start_clearance_m < 0:
-            raise ValueError(f"start_open_fraction must be in [0, 1] (got {self.start_open_fraction}) and "
-                             f"start_clearance_m ≥ 0 (got {self.start_clearance_m})")
         lo, hi = self.init_closure
         if not 0.0 <= lo <= hi <= 1.0:
             raise ValueError(f"init_closure must be 0 ≤ low ≤ high ≤ 1, got {self.init_closure}")
@@ -316,7 +307,6 @@ class _Energy:
         self.targets = {f: tuple(torch.as_tensor(a, dtype=dt) for a in v) for f, v in targets.items()}
         self.contact_idx = np.concatenate([model.finger_points[f] for f in model.kin.fingers])
         self.groups = [len(model.finger_points[f]) for f in model.kin.fingers]
-        self.q_open = torch.as_tensor(model.q_open, dtype=dt)
 
     def _nearest(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Nearest object sample of every point of ``x`` (…, 3) m: its position and normal (the
@@ -383,10 +373,6 @@ class _Energy:
         else:
             sdf = lambda x: self.signed_distance(x) - c.penetration_margin_m  # noqa: E731
         pen = m.kin.object_penetration(fk.sphere_centers, sdf=sdf) * _CM
-        if c.start_open_fraction > 0:   # the validator's start pose: fingers opened, same wrist
-            q_start = m.full(q_act + c.start_open_fraction * (self.q_open - q_act))
-            start = m.kin.forward(q_start, T).sphere_centers
-            pen = pen + m.kin.object_penetration(start, sdf=lambda x: sdf(x) - c.start_clearance_m) * _CM
         self_pen = m.self_penetration(fk.sphere_centers) * _CM
         terms = torch.stack([prior, stability, auxiliary, joint, pen, self_pen], dim=1)
         w = torch.tensor([c.w_prior, c.w_closing if closing else c.w_stability, c.w_auxiliary, c.w_joint_limits,
