@@ -53,10 +53,10 @@ def _wall_scene(hand, chain, fingers):
     return grasps, signed_distance
 
 
-def test_fingers_stop_at_first_contact_and_free_fingers_close(oymotion):
+def test_fingers_stop_at_first_contact_and_free_fingers_can_close(oymotion):
     hand, chain, fingers = oymotion
     grasps, signed_distance = _wall_scene(hand, chain, fingers)
-    result = close_fingers(grasps, chain, fingers, signed_distance)
+    result = close_fingers(grasps, chain, fingers, signed_distance, free_fingers="close")
     sd = torch.as_tensor(signed_distance(result.solution.points.reshape(-1, 3).numpy())).reshape(2, -1)
     touching = result.touching[0]
     assert touching.any() and not result.touching[1].any()
@@ -70,13 +70,13 @@ def test_fingers_stop_at_first_contact_and_free_fingers_close(oymotion):
     assert torch.equal(result.solution.wrist_pose, grasps.wrist_pose)  # the wrist never moves
 
 
-def test_free_fingers_can_stay_where_recovery_put_them(oymotion):
-    """free_fingers="stay": a finger that meets no observed surface keeps its recovered joints (it may be on
+def test_free_fingers_stay_where_recovery_put_them(oymotion):
+    """free_fingers="stay" (the default): a finger that meets no observed surface keeps its recovered joints (it may be on
     the object's unseen side); fingers that touch close exactly as with "close"."""
     hand, chain, fingers = oymotion
     grasps, signed_distance = _wall_scene(hand, chain, fingers)
-    closing = close_fingers(grasps, chain, fingers, signed_distance)
-    staying = close_fingers(grasps, chain, fingers, signed_distance, free_fingers="stay")
+    closing = close_fingers(grasps, chain, fingers, signed_distance, free_fingers="close")
+    staying = close_fingers(grasps, chain, fingers, signed_distance)
     assert torch.equal(staying.touching, closing.touching) and not staying.touching[1].any()
     assert torch.equal(staying.solution.q[1], grasps.q[1])                  # nothing touched: unchanged
     assert torch.equal(staying.closure[1], torch.zeros(len(fingers.fingers), dtype=torch.float64))
