@@ -250,6 +250,7 @@ def test_oracle_true_matrices_reproduce_the_kept_grasp_through_recovery(trained,
     assert raw["oracle"] == str(data) and record["name"] == "oracle_hammer_00000" and record["seed"] == HAMMER_SEED
     assert record["validated"] == 1 and record["kept"] == 1 and record["stable_functional"]   # one distinct grasp
     assert record["top"]["fit_residual_m"] < 1e-6
+    assert record["top"]["oracle_moved_m"] < 1e-6 and record["top"]["oracle_turned_deg"] < 1e-3
     assert "oracle: 1/1 true grasps (100.0 %)" in capsys.readouterr().out
 
 
@@ -280,3 +281,13 @@ def test_oracle_refuses_a_folder_that_is_not_a_dataset_and_the_optimiser_baselin
     assert "not a data-engine dataset" in capsys.readouterr().err
     assert main([*common, "--oracle", str(data), "--baseline-optimiser"]) == 2
     assert "--baseline-optimiser" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("degrees", [0.0, 1e-6, 0.2, 90.0, 179.0])
+def test_rotation_angle_is_exact_from_zero_to_half_a_turn(degrees):
+    from scipy.spatial.transform import Rotation
+
+    from functional_grasp.net_oracle import rotation_angle_deg
+
+    matrix = Rotation.from_rotvec(np.radians(degrees) * np.array([0.6, -0.8, 0.0])).as_matrix()
+    assert rotation_angle_deg(matrix) == pytest.approx(degrees, abs=1e-9)

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import argparse
 
+import numpy as np
+
 from functional_grasp.report import Reporter
 
 EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT = 0, 1, 2
@@ -87,9 +89,12 @@ def cmd_network_eval(args: argparse.Namespace, rep: Reporter) -> int:
     if oracle is not None:
         judged = [r for r in results["objects"] if r.get("validated")]
         n, kept = sum(r["validated"] for r in judged), sum(r["kept"] for r in judged)
+        moved = [j["oracle_moved_m"] for r in judged for j in (r.get("judged") or [r["top"]]) if "oracle_moved_m" in j]
         rep.line(f"oracle: {kept}/{n} true grasps ({100 * kept / max(n, 1):.1f} %) still stable + functional after "
                  "the stages that follow the network" + ("" if args.judge_all else " (top-ranked only; --judge-all "
-                                                         "judges every one)"))
+                                                         "judges every one)")
+                 + (f"; wrist moved from the true grasp: median {1000 * float(np.median(moved)):.1f} mm, "
+                    f"max {1000 * max(moved):.1f} mm" if moved else ""))
     best = results["overall"].get("best_of_k")
     if best:
         rep.line(f"best of {args.samples} (every candidate judged): stable {percent_ci(best['stable'])}, "

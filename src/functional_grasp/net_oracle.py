@@ -12,7 +12,8 @@ true grasps caps what any network can reach through it.
 Objects are the data-engine dataset's first ``--objects`` per category with kept grasps
 (:func:`~functional_grasp.net_deploy.dataset_objects`; split ``oracle``), seen from one rendered
 view drawn like the held-out evaluation's; sample k of K is kept grasp ``k mod n`` of the object,
-and only the first ``min(n, K)`` distinct ones are judged.
+and only the first ``min(n, K)`` distinct ones are judged. Each candidate's record entry gets
+``oracle_moved_m`` / ``oracle_turned_deg``: how far its wrist ended from the true grasp's.
 """
 from __future__ import annotations
 
@@ -26,6 +27,13 @@ from functional_grasp.net_deploy import DeployConfig, Deployer, ObjectRef, datas
 
 #: The split name of oracle objects in records (``oracle_<category>_<index>``).
 ORACLE_SPLIT = "oracle"
+
+
+def rotation_angle_deg(rotation: np.ndarray) -> float:
+    """Angle of a (3, 3) rotation, degrees, from both its sine and cosine (exact near 0, unlike arccos)."""
+    r = np.asarray(rotation, dtype=float)
+    sine = 0.5 * np.linalg.norm([r[2, 1] - r[1, 2], r[0, 2] - r[2, 0], r[1, 0] - r[0, 1]])
+    return float(np.degrees(np.arctan2(sine, 0.5 * (np.trace(r) - 1.0))))
 
 
 class TrueMatrixModel:
@@ -101,8 +109,12 @@ class OracleDeployer(Deployer):
         world = torch.as_tensor(obs.T_world_object @ poses[:n])                                  # (n, 4, 4)
         points = self.chain.fk(torch.as_tensor(q[:n], dtype=torch.float64))                     # (n, P, 3) root
         self.true_model.hand_points = points @ world[:, :3, :3].transpose(1, 2) + world[:, None, :3, 3]
-        candidates = super().predict(ref, obs)
-        return [c for c in candidates if c.info.get("sample", 0) < n]
+        candidates = [c for c in super().predict(ref, obs) if c.info.get("sample", 0) < n]
+        for c in candidates:                      # how far the stages after recovery moved the true grasp
+            true = world[c.info["sample"]].numpy()
+            c.info["oracle_moved_m"] = float(np.linalg.norm(c.T_base_root[:3, 3] - true[:3, 3]))
+            c.info["oracle_turned_deg"] = rotation_angle_deg(c.T_base_root[:3, :3].T @ true[:3, :3])
+        return candidates
 
 
 def oracle_objects(data_dir: str | Path, categories: list[str], count: int) -> list[ObjectRef]:
