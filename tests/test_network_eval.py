@@ -254,6 +254,19 @@ def test_oracle_true_matrices_reproduce_the_kept_grasp_through_recovery(trained,
     assert "oracle: 1/1 true grasps (100.0 %)" in capsys.readouterr().out
 
 
+def test_oracle_offset_shifts_the_true_grasp_by_the_given_distance(trained, tmp_path, capsys):
+    checkpoint, data = trained
+    common = ["eval", "--network", str(checkpoint), "--hand", HAND, "--oracle", str(data), "--category", "hammer",
+              "--objects", "1", "--samples", "2", "--view", "partial", "--collision", "hull", "--no-progress",
+              "--refine-iterations", "0", "--no-closure"]
+    assert main([*common, "--oracle-offset-m", "0.02", "--out", str(tmp_path / "shifted")]) == 0
+    top = json.loads((tmp_path / "shifted" / RESULTS_FILE).read_text())["objects"][0]["top"]
+    assert top["oracle_moved_m"] == pytest.approx(0.02, abs=1e-6) and top["oracle_turned_deg"] < 1e-3
+    assert "true grasps shifted by 20 mm" in capsys.readouterr().out
+    assert main([*common, "--oracle-offset-m", "-0.01", "--out", str(tmp_path / "bad")]) == 2
+    assert ">= 0" in capsys.readouterr().err
+
+
 def test_true_matrix_model_cycles_the_given_grasps_over_the_samples(trained):
     from functional_grasp.net_oracle import TrueMatrixModel
     from grasp_planner.network.model import DROBatch

@@ -101,6 +101,9 @@ def add_eval_parser(sub) -> None:
                      help="feed the recovery the TRUE matrices of this data-engine dataset's kept grasps instead of "
                           "the network's (its first --objects objects per category): what the stages after the "
                           "network keep of perfect predictions")
+    net.add_argument("--oracle-offset-m", type=float, default=0.0, metavar="M",
+                     help="with --oracle: shift each true grasp's hand by M metres in a random direction first "
+                          "(a network whose placement is off by M; default 0)")
     net.add_argument("--baseline-optimiser", action="store_true",
                      help="judge the planner's optimiser instead of the network on the same held-out instances and "
                           "views (a baseline; the checkpoint still names the hand)")

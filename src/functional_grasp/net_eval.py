@@ -104,11 +104,12 @@ def deploy_all(deployer: Deployer, refs: Sequence[ObjectRef], progress: bool = T
 
 def run_network_eval(checkpoint: str | Path, hand: str, categories: Sequence[str], objects: int,
                      config: DeployConfig, out_dir: str | Path, progress: bool = True,
-                     oracle: str | Path | None = None) -> dict[str, Any]:
+                     oracle: str | Path | None = None, oracle_offset_m: float = 0.0) -> dict[str, Any]:
     """Evaluate ``checkpoint`` on ``objects`` held-out instances per category; write ``RESULTS_FILE``.
 
     With ``oracle`` (a data-engine dataset of ``hand``), the objects are that dataset's and the
-    network's matrices are replaced by the true ones of its kept grasps (:mod:`functional_grasp.net_oracle`).
+    network's matrices are replaced by the true ones of its kept grasps (:mod:`functional_grasp.net_oracle`),
+    each hand shifted by ``oracle_offset_m`` in a random direction first.
     An interrupted run (Ctrl-C) writes the objects done so far (``"interrupted": true``) and re-raises.
 
     Raises:
@@ -123,7 +124,7 @@ def run_network_eval(checkpoint: str | Path, hand: str, categories: Sequence[str
         refs = heldout_objects(list(categories), objects, config.seed)
     else:
         refs = oracle_objects(oracle, list(categories), objects)
-        deployer = OracleDeployer(hand, checkpoint, oracle, config)
+        deployer = OracleDeployer(hand, checkpoint, oracle, config, offset_m=oracle_offset_m)
     records: dict[str, dict] = {}
     out = Path(out_dir) / RESULTS_FILE
 
@@ -136,6 +137,7 @@ def run_network_eval(checkpoint: str | Path, hand: str, categories: Sequence[str
                                 "data engine's 32-bit seeds and the bootstrap's small ones" if oracle is None else
                                 "oracle: the dataset's objects, the true matrices of their kept grasps",
                 "oracle": None if oracle is None else str(oracle),
+                "oracle_offset_m": None if oracle is None else oracle_offset_m,
                 "protocol": "floating hand (grasp_data.validation): 0.5 x mass N along +-x +-y +-z, 1 s each, held if "
                             "<= 2 cm; functional: designated fingers within 5 mm of their region, no avoid contact",
                 **summarize_records(done, hand), "objects": done, "interrupted": interrupted,

@@ -73,7 +73,8 @@ def cmd_network_eval(args: argparse.Namespace, rep: Reporter) -> int:
               f"{', '.join(categories)}, {args.view} view, {args.samples} samples, seed {args.seed}")
     try:
         results = run_network_eval(args.network, args.hand, categories, objects, config, args.out,
-                                   progress=not args.no_progress, oracle=oracle)
+                                   progress=not args.no_progress, oracle=oracle,
+                                   oracle_offset_m=getattr(args, "oracle_offset_m", 0.0))
     except (FileNotFoundError, CheckpointMismatchError, ValueError) as exc:
         rep.error(str(exc))
         return EXIT_BAD_INPUT
@@ -90,7 +91,9 @@ def cmd_network_eval(args: argparse.Namespace, rep: Reporter) -> int:
         judged = [r for r in results["objects"] if r.get("validated")]
         n, kept = sum(r["validated"] for r in judged), sum(r["kept"] for r in judged)
         moved = [j["oracle_moved_m"] for r in judged for j in (r.get("judged") or [r["top"]]) if "oracle_moved_m" in j]
-        rep.line(f"oracle: {kept}/{n} true grasps ({100 * kept / max(n, 1):.1f} %) still stable + functional after "
+        offset = getattr(args, "oracle_offset_m", 0.0)
+        what = f"true grasps shifted by {1000 * offset:g} mm" if offset else "true grasps"
+        rep.line(f"oracle: {kept}/{n} {what} ({100 * kept / max(n, 1):.1f} %) stable + functional after "
                  "the stages that follow the network" + ("" if args.judge_all else " (top-ranked only; --judge-all "
                                                          "judges every one)")
                  + (f"; wrist moved from the true grasp: median {1000 * float(np.median(moved)):.1f} mm, "

@@ -88,14 +88,22 @@ class OracleDeployer(Deployer):
         checkpoint: a checkpoint of that hand (only its object-point sampling is used).
         data_dir: the data-engine dataset.
         config: deployment settings (a partial view is the realistic setting).
+        offset_m: shift each true grasp's hand by this distance in a random direction (per object
+            seed) before its matrix is computed: a stand-in for a network whose predicted placement
+            is off by that much, to see whether the stages after it bring the grasp back. Metres, ≥ 0.
+
+    Raises:
+        ValueError: the optimiser baseline, or a negative offset.
     """
 
     def __init__(self, hand_name: str, checkpoint: str | Path, data_dir: str | Path,
-                 config: DeployConfig = DeployConfig()) -> None:
+                 config: DeployConfig = DeployConfig(), offset_m: float = 0.0) -> None:
         super().__init__(hand_name, checkpoint, config)
         if config.backend != "network":
             raise ValueError("--oracle feeds the network's recovery; it cannot be combined with the optimiser baseline")
-        self.data_dir = Path(data_dir)
+        if not offset_m >= 0.0:
+            raise ValueError(f"--oracle-offset-m must be >= 0, got {offset_m}")
+        self.data_dir, self.offset_m = Path(data_dir), float(offset_m)
         self.true_model = TrueMatrixModel(self.predictor.model)
         self.predictor.model = self.true_model
         self.chain = self.predictor.chain
@@ -108,7 +116,12 @@ class OracleDeployer(Deployer):
         n = min(len(poses), self.config.samples)
         world = torch.as_tensor(obs.T_world_object @ poses[:n])                                  # (n, 4, 4)
         points = self.chain.fk(torch.as_tensor(q[:n], dtype=torch.float64))                     # (n, P, 3) root
-        self.true_model.hand_points = points @ world[:, :3, :3].transpose(1, 2) + world[:, None, :3, 3]
+        hand = points @ world[:, :3, :3].transpose(1, 2) + world[:, None, :3, 3]
+        if self.offset_m > 0.0:
+            direction = np.random.default_rng(ref.seed).normal(size=(n, 3))
+            shift = self.offset_m * direction / np.linalg.norm(direction, axis=1, keepdims=True)
+            hand = hand + torch.as_tensor(shift)[:, None]
+        self.true_model.hand_points = hand
         candidates = [c for c in super().predict(ref, obs) if c.info.get("sample", 0) < n]
         for c in candidates:                      # how far the stages after recovery moved the true grasp
             true = world[c.info["sample"]].numpy()
