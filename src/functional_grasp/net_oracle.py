@@ -98,11 +98,11 @@ class OracleDeployer(Deployer):
 
     def __init__(self, hand_name: str, checkpoint: str | Path, data_dir: str | Path,
                  config: DeployConfig = DeployConfig(), offset_m: float = 0.0) -> None:
-        super().__init__(hand_name, checkpoint, config)
         if config.backend != "network":
             raise ValueError("--oracle feeds the network's recovery; it cannot be combined with the optimiser baseline")
         if not offset_m >= 0.0:
             raise ValueError(f"--oracle-offset-m must be >= 0, got {offset_m}")
+        super().__init__(hand_name, checkpoint, config)
         self.data_dir, self.offset_m = Path(data_dir), float(offset_m)
         self.true_model = TrueMatrixModel(self.predictor.model)
         self.predictor.model = self.true_model
