@@ -32,6 +32,7 @@ from functional_grasp.grasp_backend_args import EXIT_BAD_BACKEND, GraspBackendEr
 from functional_grasp.report import Reporter
 from functional_grasp.train_cli import add_train_parser, cmd_train
 from functional_grasp.compare import add_compare_parser, cmd_compare
+from functional_grasp.completion_cli import add_completion_parser, cmd_completion
 from functional_grasp.view import add_view_parser, cmd_view
 from grasp_data.cli import add_data_parser, cmd_data
 
@@ -184,6 +185,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_eval_parser(sub)
     add_view_parser(sub)
     add_compare_parser(sub)
+    add_completion_parser(sub)
     add_data_parser(sub)
     add_train_parser(sub)
     add_augment_parser(sub)
@@ -367,7 +369,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         handler = {"demo": _cmd_demo, "launch": _cmd_launch, "bench": _cmd_bench, "eval": cmd_eval,
                    "record": _cmd_record, "replay": _cmd_replay, "view": cmd_view, "compare": cmd_compare,
-                   "data": cmd_data, "train": cmd_train, "augment": cmd_augment}[args.command]
+                   "data": cmd_data, "train": cmd_train, "augment": cmd_augment,
+                   "completion": cmd_completion}[args.command]
         return handler(args, rep)
     except KeyboardInterrupt:
         rep.error("interrupted")

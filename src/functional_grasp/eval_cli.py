@@ -94,6 +94,9 @@ def add_eval_parser(sub) -> None:
     net.add_argument("--free-fingers", choices=("close", "stay"), default=None,
                      help="closure of a finger that touches nothing of the observed surface: close it fully or "
                           "leave it at its recovered joints (default: the planner's, NetworkPredictorConfig.free_fingers)")
+    net.add_argument("--completion", type=Path, default=None, metavar="CKPT",
+                     help="shape-completion checkpoint: the refinement and closure see the view plus its guessed "
+                          "unseen side (fgrasp completion train; default: none, the view alone)")
     net.add_argument("--judge-all", action="store_true",
                      help="judge every candidate, not only the top-ranked one: adds the best-of-K rates (how much a "
                           "perfect ranking would gain) and each candidate's ranking terms and verdict to the results")

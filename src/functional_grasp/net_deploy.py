@@ -132,6 +132,7 @@ class DeployConfig:
         close_fingers: the predictor's contact closure of the fingers.
         free_fingers: the closure's fingers that touch nothing: ``"close"`` fully or ``"stay"``
             (:class:`~grasp_planner.grasp_predictor.NetworkPredictorConfig`); None = the predictor's default.
+        completion: shape-completion checkpoint for the refinement and closure's surface, or None (the view alone).
         backend: whose grasps are judged: ``"network"``, or ``"optimiser"`` — the planner's
             synthesiser on the same instances and views, as a baseline (no functional notion).
     """
@@ -149,6 +150,7 @@ class DeployConfig:
     refine_iterations: int = 15
     close_fingers: bool = True
     free_fingers: str | None = None
+    completion: str | None = None
     backend: str = "network"
 
     def __post_init__(self) -> None:
@@ -234,7 +236,8 @@ class Deployer:
         self.predictor = NetworkPredictor(self.hand, checkpoint, NetworkPredictorConfig(
             num_samples=config.samples, reachability=False, max_penetration_m=float("inf"), seed=config.seed,
             refine_iterations=config.refine_iterations, close_fingers=config.close_fingers,
-            **({} if config.free_fingers is None else {"free_fingers": config.free_fingers})))
+            **({} if config.free_fingers is None else {"free_fingers": config.free_fingers})),
+            completion=config.completion)
         self.network_config = self.predictor.network_config
         if config.backend == "optimiser":
             from grasp_planner.grasp_predictor import OptimiserPredictor

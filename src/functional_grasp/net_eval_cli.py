@@ -55,6 +55,10 @@ def cmd_network_eval(args: argparse.Namespace, rep: Reporter) -> int:
         rep.error(f"network checkpoint not found: {args.network} (train one with `fgrasp train --hand {args.hand} "
                   "--data DIR --out DIR`; it writes DIR/last.safetensors)")
         return EXIT_BAD_INPUT
+    completion = getattr(args, "completion", None)
+    if completion is not None and not completion.is_file():
+        rep.error(f"shape-completion checkpoint not found: {completion} (train one with `fgrasp completion train`)")
+        return EXIT_BAD_INPUT
     import torch
 
     torch.set_num_threads(args.threads)
@@ -62,6 +66,7 @@ def cmd_network_eval(args: argparse.Namespace, rep: Reporter) -> int:
                           collision=args.collision or "coacd",
                           seed=args.seed, refine_iterations=args.refine_iterations, close_fingers=not args.no_closure,
                           free_fingers=getattr(args, "free_fingers", None),
+                          completion=None if getattr(args, "completion", None) is None else str(args.completion),
                           backend="optimiser" if args.baseline_optimiser else "network")
     oracle = getattr(args, "oracle", None)
     if oracle is not None and args.baseline_optimiser:

@@ -36,6 +36,9 @@ from grasp_planner.image_input import ImageInputError, network_view
 from grasp_planner.network.visibility import VisibleSurface
 from grasp_planner.object_model import ObjectProxy
 
+#: A completed surface point is kept only this far or farther behind the visible surface, metres.
+COMPLETION_HIDDEN_M = 0.003
+
 #: Names of the predictor backends (planner parameter ``grasp_backend``).
 GRASP_BACKENDS = ("optimiser", "network")
 
@@ -235,7 +238,8 @@ class NetworkPredictor(GraspPredictor):
     name = "network"
 
     def __init__(self, hand: HandDescription, checkpoint: str | Path, config: NetworkPredictorConfig | None = None,
-                 kinematics=None, arm_check: Callable[[np.ndarray, np.ndarray | None], str] | None = None):
+                 kinematics=None, arm_check: Callable[[np.ndarray, np.ndarray | None], str] | None = None,
+                 completion: str | Path | None = None):
         import torch
 
         from grasp_planner.network.checkpoint import load_checkpoint
@@ -260,6 +264,12 @@ class NetworkPredictor(GraspPredictor):
         self._fingers = FingerMap.for_hand(hand, self.kin.model, self.kin.point_link, self.chain.joint_names)
         self._ik = kinematics
         self._arm_check = arm_check
+        self.completion_path = None if completion is None else Path(completion)
+        self._completion = None
+        if completion is not None:
+            from grasp_planner.network.completion import load_completion
+
+            self._completion, _ = load_completion(completion)
         self._rejected: dict[str, int] = {}
         if self.config.reachability and kinematics is None:
             from grasp_planner.franka_ik import FrankaKinematics
@@ -268,7 +278,8 @@ class NetworkPredictor(GraspPredictor):
 
     def describe(self) -> dict:
         return {**super().describe(), "checkpoint": str(self.checkpoint.resolve()),
-                "checkpoint_sha256": self.checkpoint_sha256}
+                "checkpoint_sha256": self.checkpoint_sha256,
+                "completion": None if self.completion_path is None else str(self.completion_path.resolve())}
 
     def no_candidate_reason(self) -> str:
         rejected = ", ".join(f"{n} {why}" for why, n in self._rejected.items() if n)
@@ -370,33 +381,79 @@ class NetworkPredictor(GraspPredictor):
             batch.pixel_uv = torch.from_numpy(uv[pick])[None]
         return batch
 
-    def object_surface(self, points, proxy: ObjectProxy):
+    def completed_points(self, cloud: np.ndarray, visible: VisibleSurface | None = None
+                         ) -> tuple[np.ndarray, np.ndarray]:
+        """The completion model's guess of the surface the view does not show.
+
+        Args:
+            cloud: (N, 3) the object cloud, metres.
+            visible: the cloud with its camera: only guessed points at least ``COMPLETION_HIDDEN_M``
+                behind the visible surface on their camera ray are kept; None keeps all.
+
+        Returns:
+            ``points (M, 3)`` and unit outward ``normals (M, 3)``, float64, the cloud's frame (M may be 0).
+        """
+        from grasp_planner.network.completion import complete_cloud
+
+        done, normals = complete_cloud(self._completion, cloud, self.config.seed)
+        if visible is not None:
+            behind, on_object = visible.depth_behind(done)
+            hidden = on_object & (behind > COMPLETION_HIDDEN_M)
+            done, normals = done[hidden], normals[hidden]
+        return done, normals
+
+    def object_surface(self, points, proxy: ObjectProxy, cloud: np.ndarray | None = None,
+                       visible: VisibleSurface | None = None):
         """The refinement's :class:`~grasp_planner.network.recovery.ObjectSurface` of the network's input points.
 
-        Normals by local PCA, oriented by the proxy's nearest facet; the signed distance is bounded
-        by the convex proxy (outside it nothing is inside the object, so the unseen back of a
-        single view is not mistaken for the inside) and the table is an obstacle.
+        Without a completion model: normals by local PCA, oriented by the proxy's nearest facet; the
+        signed distance is bounded by the convex proxy (outside it nothing is inside the object, so
+        the unseen back of a single view is not mistaken for the inside). With one (``completion``)
+        and the full ``cloud``: the input points plus the completed surface guessed from the cloud
+        (:mod:`~grasp_planner.network.completion`), the input points' normals oriented by the nearest
+        completed normal, bounded by the convex hull of both; given the camera (``visible``), only the
+        completed points the camera could not see are kept — at least ``COMPLETION_HIDDEN_M`` behind
+        the visible surface on their ray (a guessed point in front of it, or off the object's
+        silhouette, contradicts the view). The table is an obstacle either way.
 
         Args:
             points: (N, 3) torch object points, base frame, metres.
             proxy: the object's convex proxy (with the table height).
+            cloud: (M, 3) the whole object cloud (the completion's input), or None (no completion).
+            visible: the cloud with its camera, or None (completed points are kept wherever they are).
         """
         import torch
 
         from grasp_planner.network.recovery import ObjectSurface, estimate_normals
 
         pts = points.double()
-        planes = torch.as_tensor(proxy.equations, dtype=torch.float64)
-
-        def outward(x):
-            return torch.as_tensor(proxy.normal_at(x.detach().numpy()), dtype=x.dtype)
-
-        def hull(x):
-            return (x @ planes[:, :3].T.to(x.dtype) + planes[:, 3].to(x.dtype)).amax(dim=-1)
 
         def table(x):
             return x[..., 2] - proxy.table_z
-        return ObjectSurface(pts, estimate_normals(pts, outward=outward), bound=hull, obstacle=table)
+
+        done = self.completed_points(cloud, visible) if self._completion is not None and cloud is not None else None
+        if done is not None and len(done[0]):
+            from scipy.spatial import ConvexHull
+
+            done, done_normals = (torch.from_numpy(a) for a in done)
+
+            def outward(x):
+                return done_normals[torch.cdist(x, done).argmin(dim=1)]
+
+            surface_pts = torch.cat([pts, done])
+            normals = torch.cat([estimate_normals(pts, outward=outward), done_normals])
+            planes = torch.as_tensor(ConvexHull(surface_pts.numpy(), qhull_options="Qt").equations, dtype=torch.float64)
+        else:
+            planes = torch.as_tensor(proxy.equations, dtype=torch.float64)
+
+            def outward(x):
+                return torch.as_tensor(proxy.normal_at(x.detach().numpy()), dtype=x.dtype)
+
+            surface_pts, normals = pts, estimate_normals(pts, outward=outward)
+
+        def hull(x):
+            return (x @ planes[:, :3].T.to(x.dtype) + planes[:, 3].to(x.dtype)).amax(dim=-1)
+        return ObjectSurface(surface_pts, normals, bound=hull, obstacle=table)
 
     def ranking_terms(self, proxy: ObjectProxy, touching=None,
                       visible: VisibleSurface | None = None) -> dict[str, tuple[float, Callable]]:
@@ -494,7 +551,7 @@ class NetworkPredictor(GraspPredictor):
         refine = self.config.refine_iterations > 0
         # Every sample is refined before the arm check: the refinement lifts hands out of the table (the
         # wrist capsule moved up by 8-12 cm for one sample in ten on the sim mug/drill/box clouds).
-        surface = self.object_surface(batch.object_points[0], proxy) if refine else None
+        surface = self.object_surface(batch.object_points[0], proxy, cloud, visible) if refine else None
         grasps = recover_grasps(out.distances[0].double(), out.object_points[0].double(), self.chain,
                                 surface=surface, refine_config=RefineConfig(iterations=self.config.refine_iterations))
         touching = None
