@@ -270,3 +270,51 @@ def test_network_predictor_completes_the_cloud_for_its_surface(small_completion,
 
     with pytest.raises(FileNotFoundError, match="does not exist"):
         NetworkPredictor(hand, dro, config, completion=tmp_path / "missing.safetensors")
+
+
+def test_completed_points_the_camera_saw_as_free_are_dropped(small_completion, tmp_path, monkeypatch):
+    import grasp_planner.network.completion as completion
+    from grasp_planner.grasp_predictor import NetworkPredictor, NetworkPredictorConfig
+    from grasp_planner.hands import load_hand
+    from grasp_planner.network.checkpoint import save_checkpoint
+    from grasp_planner.network.model import DRONetwork
+    from grasp_planner.network.visibility import VisibleSurface
+    from test_grasp_predictor import HAND, TINY
+    from test_grasp_synthesis import CAMERA_XYZ, visible_cylinder
+
+    torch.manual_seed(0)
+    dro = save_checkpoint(tmp_path / f"{HAND}.safetensors", DRONetwork(TINY))
+    predictor = NetworkPredictor(load_hand(HAND), dro, NetworkPredictorConfig(num_samples=2, reachability=False),
+                                 completion=small_completion)
+    cloud = visible_cylinder(n=1200)
+    camera = np.asarray(CAMERA_XYZ, dtype=float)
+    rays = cloud[::10] - camera
+    rays /= np.linalg.norm(rays, axis=1, keepdims=True)
+    behind, in_front = cloud[::10] + 0.01 * rays, cloud[::10] - 0.01 * rays
+    beside = cloud[::10] + np.array([0.0, 0.0, 0.5])                  # far above: off the object's silhouette
+    guess = np.concatenate([behind, in_front, beside])
+    monkeypatch.setattr(completion, "complete_cloud", lambda model, c, seed=0: (guess, np.tile([1.0, 0, 0], (len(guess), 1))))
+    kept, normals = predictor.completed_points(cloud, VisibleSurface(cloud, camera))
+    assert len(kept) == len(normals) and len(kept) >= 0.9 * len(behind)
+    assert cKDTree(behind).query(kept)[0].max() < 1e-12               # only points the camera could not see
+    assert len(predictor.completed_points(cloud)[0]) == len(guess)    # without the camera, all are kept
+
+
+def test_planner_warns_and_plans_without_an_unusable_completion_checkpoint(tmp_path):
+    from grasp_planner.grasp_predictor import NetworkPredictor, make_grasp_predictor
+    from grasp_planner.grasp_synthesis import GraspSynthesizer
+    from grasp_planner.hands import load_hand
+    from grasp_planner.network.checkpoint import save_checkpoint
+    from grasp_planner.network.model import DRONetwork
+    from test_grasp_predictor import HAND, TINY
+
+    hand = load_hand(HAND)
+    dro = save_checkpoint(tmp_path / f"{HAND}.safetensors", DRONetwork(TINY))
+    (tmp_path / "junk.safetensors").write_bytes(b"not a checkpoint")
+    for bad, why in ((tmp_path / "missing.safetensors", "does not exist"),
+                     (tmp_path / "junk.safetensors", "not a readable")):
+        warnings: list[str] = []
+        predictor = make_grasp_predictor("network", hand, GraspSynthesizer(hand), dro, warn=warnings.append,
+                                         completion=bad)
+        assert isinstance(predictor, NetworkPredictor) and predictor.describe()["completion"] is None
+        assert len(warnings) == 1 and "completion_checkpoint" in warnings[0] and why in warnings[0]

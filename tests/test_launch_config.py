@@ -375,7 +375,8 @@ def test_params_file_has_the_agreed_keys_per_node():
         "grasp_planner": {"motion_backend", "execute", "approach_offset_m", "lift_height_m",
                           "num_candidates", "seed", "velocity_scale", "command_target", "arm_command_topic",
                           "hand_command_topic", "hand_command_type", "hand_setpoint_rate_hz",
-                          "grasp_backend", "grasp_checkpoint", "network_samples", "network_fallback"},
+                          "grasp_backend", "grasp_checkpoint", "network_samples", "completion_checkpoint",
+                          "network_fallback"},
     }
     every_node = {n.name for g in load_graphs().values() for n in g.nodes}
     assert every_node <= set(params)

@@ -154,6 +154,11 @@ class NetworkPredictorConfig:
             of the cloud: a hand that wraps the object (only with the camera position, as the
             hidden-point term it balances). 0 = off.
         near_m: that distance, metres.
+        weight_surface_penetration: with a shape-completion model, ranking cost per metre of summed
+            penetration of the hand points into the refinement's surface (view + completed side); the
+            term is recorded (``surface_penetration_m``) even at weight 0.
+        weight_surface_gap: with a completion model, cost per metre of the fingertips' mean distance
+            to that surface (``surface_gap_m``; recorded even at weight 0).
         max_penetration_m: candidates whose summed penetration exceeds this are dropped.
         refine_iterations: Gauss–Newton iterations of the contact/penetration refinement after the joint solve
             (:func:`~grasp_planner.network.recovery.refine_grasps`); 0 = off.
@@ -189,6 +194,8 @@ class NetworkPredictorConfig:
     hidden_near_m: float = 0.01
     weight_near_point: float = 0.1
     near_m: float = 0.02
+    weight_surface_penetration: float = 0.0
+    weight_surface_gap: float = 0.0
     max_penetration_m: float = 0.5
     refine_iterations: int = 15
     close_fingers: bool = True
@@ -455,14 +462,15 @@ class NetworkPredictor(GraspPredictor):
             return (x @ planes[:, :3].T.to(x.dtype) + planes[:, 3].to(x.dtype)).amax(dim=-1)
         return ObjectSurface(surface_pts, normals, bound=hull, obstacle=table)
 
-    def ranking_terms(self, proxy: ObjectProxy, touching=None,
-                      visible: VisibleSurface | None = None) -> dict[str, tuple[float, Callable]]:
+    def ranking_terms(self, proxy: ObjectProxy, touching=None, visible: VisibleSurface | None = None,
+                      surface=None) -> dict[str, tuple[float, Callable]]:
         """The ranking terms of :func:`~grasp_planner.network.recovery.rank_candidates` for this object.
 
         Args:
             proxy: the object proxy.
             touching: (K, F) bool fingers touching after the contact closure, or None (no closure term).
             visible: the cloud with its camera, or None (no hidden-side and contact-point terms).
+            surface: the refinement's surface when it holds a completed side, or None (no surface terms).
         """
         import torch
 
@@ -509,6 +517,17 @@ class NetworkPredictor(GraspPredictor):
             sd = proxy.signed_distance(tips.detach().double().numpy().reshape(-1, 3)).reshape(tips.shape[:2])
             return torch.as_tensor(np.abs(sd).mean(axis=1))
 
+        def surface_sd(x: torch.Tensor) -> torch.Tensor:
+            x = x.detach().double()
+            return surface.signed_distance(x, surface.neighbours(x, CLOSURE_NEIGHBOURS)).detach().double()
+
+        def surface_penetration(g) -> torch.Tensor:
+            return torch.relu(-surface_sd(g.solution.points)).sum(dim=1)
+
+        def surface_gap(g) -> torch.Tensor:
+            tips = self.kin.forward(g.solution.q_full, root_pose=g.solution.wrist_pose).fingertips
+            return surface_sd(tips).abs().mean(dim=1)
+
         terms = {"penetration_m": (cfg.weight_penetration, penetration), "table_m": (cfg.weight_table, table),
                  "fingertip_gap_m": (cfg.weight_contact, contact)}
         if cfg.weight_open_penetration > 0:
@@ -517,6 +536,9 @@ class NetworkPredictor(GraspPredictor):
             terms["hidden_points"] = (cfg.weight_hidden_point, hidden)
         if visible is not None and cfg.weight_near_point > 0:
             terms["near_points"] = (-cfg.weight_near_point, near_points)
+        if surface is not None:
+            terms["surface_penetration_m"] = (cfg.weight_surface_penetration, surface_penetration)
+            terms["surface_gap_m"] = (cfg.weight_surface_gap, surface_gap)
         if touching is not None:
             untouched = (~touching).sum(dim=1).double()
             terms["untouched_fingers"] = (cfg.weight_untouched_finger, lambda g: untouched)
@@ -563,7 +585,8 @@ class NetworkPredictor(GraspPredictor):
                                    proxy.signed_distance if surface is None else observed,
                                    free_fingers=self.config.free_fingers)
             grasps, touching = dataclasses.replace(grasps, solution=closed.solution), closed.touching
-        ranking = rank_candidates(grasps, self.ranking_terms(proxy, touching, visible))  # refined, closed grasps
+        completed = surface if surface is not None and len(surface.points) > batch.object_points.shape[1] else None
+        ranking = rank_candidates(grasps, self.ranking_terms(proxy, touching, visible, completed))  # refined, closed
         sol = grasps.solution
         approach = self.approaches(sol)
         tips = self.kin.forward(sol.q_full, root_pose=sol.wrist_pose).fingertips.numpy()
@@ -610,10 +633,20 @@ def default_checkpoint(hand_name: str) -> Path:
     return config_dir() / "checkpoints" / f"{hand_name}.safetensors"
 
 
+def resolve_config_file(path: str | Path) -> Path:
+    """A file named in the planner's parameters: absolute, else relative to the working directory when
+    it exists there, else relative to the project's config folder (``checkpoints/completion.safetensors``)."""
+    from grasp_common.rosenv import config_dir
+
+    path = Path(path)
+    return path if path.is_absolute() or path.exists() else config_dir() / path
+
+
 def make_grasp_predictor(backend: str, hand: HandDescription, synthesizer: GraspSynthesizer,
                          checkpoint: str | Path | None = None, config: NetworkPredictorConfig | None = None,
                          kinematics=None, warn: Callable[[str], None] | None = None,
-                         arm_check: Callable[[np.ndarray, np.ndarray | None], str] | None = None) -> GraspPredictor:
+                         arm_check: Callable[[np.ndarray, np.ndarray | None], str] | None = None,
+                         completion: str | Path | None = None) -> GraspPredictor:
     """The predictor named ``backend``; the optimiser (with a warning saying why) when the network cannot be used.
 
     Args:
@@ -625,6 +658,8 @@ def make_grasp_predictor(backend: str, hand: HandDescription, synthesizer: Grasp
         kinematics: Franka IK shared with the planner (reachability check).
         arm_check: the network predictor's extra arm-configuration check (see :class:`NetworkPredictor`).
         warn: sink of the fallback warning (default: :func:`warnings.warn`).
+        completion: shape-completion checkpoint of the network predictor (:func:`resolve_config_file`), or
+            None. A missing or unusable one warns and the network plans without it (the view alone).
 
     Raises:
         ValueError: unknown backend name.
@@ -644,8 +679,17 @@ def make_grasp_predictor(backend: str, hand: HandDescription, synthesizer: Grasp
                 "grasp_checkpoint to its last.safetensors")
         warn(text)
         return OptimiserPredictor(synthesizer, fallback_reason=text)
+    if completion is not None:
+        from grasp_planner.network.completion import CompletionCheckpointError, load_completion
+
+        completion = resolve_config_file(completion)
+        try:
+            load_completion(completion)
+        except (FileNotFoundError, CompletionCheckpointError) as exc:
+            warn(f"completion_checkpoint: {exc}; the network plans on the view alone (no shape completion)")
+            completion = None
     try:
-        return NetworkPredictor(hand, path, config, kinematics, arm_check)
+        return NetworkPredictor(hand, path, config, kinematics, arm_check, completion=completion)
     except ValueError as exc:                       # CheckpointMismatchError and unreadable files
         text = f"grasp_backend network: refused checkpoint {path}: {exc}; planning with the optimiser instead"
         warn(text)

@@ -112,6 +112,7 @@ class PlannerNodeConfig:
     grasp_backend: str = _PLANNER.grasp_backend
     grasp_checkpoint: str = _PLANNER.grasp_checkpoint
     network_samples: int = _PLANNER.network_samples
+    completion_checkpoint: str = _PLANNER.completion_checkpoint
     network_fallback: bool = _PLANNER.network_fallback
 
     @property
@@ -202,6 +203,9 @@ _PARAMETERS = {
                          "config/checkpoints/<hand>.safetensors", None, None),
     "network_samples": (_D.network_samples, "grasp_backend network: CVAE samples recovered and ranked per request",
                         None, _int_range(1, 256)),
+    "completion_checkpoint": (_D.completion_checkpoint, "grasp_backend network: shape-completion .safetensors "
+                              "checkpoint: the refinement sees the view plus its guessed unseen side; empty = none "
+                              "(a missing or unusable file warns and plans without it)", None, None),
     "network_fallback": (_D.network_fallback, "grasp_backend network: when none of the network's candidates passes "
                          "IK and motion planning (or it has none), try the optimiser's", None, None),
 }
@@ -331,7 +335,7 @@ class PlannerNode(Node):
             hand_command_type=p["hand_command_type"], hand_joint_order=tuple(p["hand_joint_order"] or ()),
             hand_setpoint_rate_hz=float(p["hand_setpoint_rate_hz"]), grasp_backend=p["grasp_backend"],
             grasp_checkpoint=p["grasp_checkpoint"], network_samples=int(p["network_samples"]),
-            network_fallback=bool(p["network_fallback"]))
+            completion_checkpoint=p["completion_checkpoint"], network_fallback=bool(p["network_fallback"]))
 
     def _parameter_value(self, name: str):
         """The parameter's value; None for a typed parameter declared without a default and not set."""
@@ -346,7 +350,7 @@ class PlannerNode(Node):
                              table_z_m=cfg.table_z_m, num_candidates=cfg.num_candidates,
                              camera_xyz=cfg.camera_xyz, grasp_backend=cfg.grasp_backend,
                              grasp_checkpoint=cfg.grasp_checkpoint, network_samples=cfg.network_samples,
-                             network_fallback=cfg.network_fallback)
+                             completion_checkpoint=cfg.completion_checkpoint, network_fallback=cfg.network_fallback)
 
     def _make_backend(self) -> MotionBackend:
         cfg, hand = self.config, self.hand

@@ -41,6 +41,8 @@ class PlannerConfig:
     grasp_backend: str = "network"        # grasp predictor: network (falls back to the optimiser) | optimiser
     grasp_checkpoint: str = ""            # network checkpoint; "" = config/checkpoints/<hand>.safetensors
     network_samples: int = 32             # CVAE samples recovered per request (network backend)
+    completion_checkpoint: str = ""       # network backend: shape-completion checkpoint for the refinement's
+                                          # surface ("" = none: the view alone)
     network_fallback: bool = True         # network backend: when none of its candidates passes IK and motion
                                           # planning (or it has none), try the optimiser's candidates
 
@@ -111,7 +113,7 @@ class GraspPlanner:
             self.config.grasp_backend, hand, self.synthesizer, self.config.grasp_checkpoint or None,
             NetworkPredictorConfig(num_samples=self.config.network_samples,
                                    approach_offset_m=self.config.approach_offset_m), self.kinematics, warn,
-            arm_check=self._arm_check())
+            arm_check=self._arm_check(), completion=self.config.completion_checkpoint or None)
         self._root_to_flange = np.linalg.inv(hand.mount_transform)
 
     def scene(self, cloud: np.ndarray) -> PlanningScene:
