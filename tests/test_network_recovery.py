@@ -341,3 +341,24 @@ def test_refine_config_refuses_bad_values():
         RefineConfig(iterations=-1)
     with pytest.raises(ValueError, match="contact_scale_m"):
         RefineConfig(contact_scale_m=0.0)
+
+
+def test_one_sided_surface_reads_a_thin_wall_from_the_side_a_point_is_on():
+    # A 2 mm wall (a mug's): top side z = 2 mm facing +z, bottom side z = 0 facing -z, 4 mm grid.
+    g = torch.arange(-0.04, 0.0401, 0.004, dtype=torch.float64)
+    xy = torch.cartesian_prod(g, g)
+    top = torch.cat([xy, torch.full((len(xy), 1), 0.002, dtype=torch.float64)], 1)
+    bottom = torch.cat([xy, torch.zeros(len(xy), 1, dtype=torch.float64)], 1)
+    points = torch.cat([top, bottom])
+    normals = torch.cat([torch.tensor([[0.0, 0, 1]]).expand(len(xy), 3), torch.tensor([[0.0, 0, -1]]).expand(len(xy), 3)])
+    above = torch.tensor([[[0.0011, 0.0007, 0.003], [0.0, 0.0, 0.0035], [0.0013, 0.0004, 0.004]]], dtype=torch.float64)
+    true = torch.tensor([[0.001, 0.0015, 0.002]], dtype=torch.float64)                        # outside the wall
+    inside = torch.tensor([[[0.001, 0.002, 0.001]]], dtype=torch.float64)
+    blended = ObjectSurface(points, normals)
+    sided = ObjectSurface(points, normals, one_sided=True)
+    assert (blended.signed_distance(above, blended.neighbours(above, 8)) < 0).all()    # both sides blend: "inside"
+    assert torch.allclose(sided.signed_distance(above, sided.neighbours(above, 8)), true, atol=2e-4)
+    assert torch.allclose(sided.signed_distance(above), true, atol=2e-4)               # all points, not only k
+    assert (sided.signed_distance(inside, sided.neighbours(inside, 8)) < 0).all()
+    _, grad = sided.signed_distance_and_gradient(above, sided.neighbours(above, 8))
+    assert torch.allclose(grad, torch.tensor([0.0, 0, 1], dtype=torch.float64).expand_as(grad), atol=1e-3)

@@ -317,9 +317,17 @@ def bench_network(config: BenchConfig, scene: _Scene) -> dict[str, float]:
     from functional_grasp.demo import node_parameters
 
     camera = node_parameters("sim", "grasp_planner", {"hand": config.hand}).get("camera_xyz")
-    out.update({f"planner_{k}": v for k, v in bench_predictor(scene.cloud(), config.hand, runs=runs,
-                                                              camera_xyz=camera).items()})
+    from grasp_planner.grasp_predictor import resolve_config_file
+
+    completion = resolve_config_file(SHIPPED_COMPLETION)
+    out.update({f"planner_{k}": v for k, v in bench_predictor(
+        scene.cloud(), config.hand, runs=runs, camera_xyz=camera,
+        completion=str(completion) if completion.is_file() else None).items()})
     return out
+
+
+#: The shipped shape-completion checkpoint (relative to the config folder), timed when present.
+SHIPPED_COMPLETION = "checkpoints/completion.safetensors"
 
 
 def _peak_rss_mb(who: int = 0) -> float:

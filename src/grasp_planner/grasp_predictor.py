@@ -154,6 +154,9 @@ class NetworkPredictorConfig:
             of the cloud: a hand that wraps the object (only with the camera position, as the
             hidden-point term it balances). 0 = off.
         near_m: that distance, metres.
+        one_sided_surface: with a shape-completion model, the surface weighs only the side of each
+            query's nearest point (:class:`~grasp_planner.network.recovery.ObjectSurface`
+            ``one_sided``: thin walls such as a mug's read right).
         weight_surface_penetration: with a shape-completion model, ranking cost per metre of summed
             penetration of the hand points into the refinement's surface (view + completed side); the
             term is recorded (``surface_penetration_m``) even at weight 0.
@@ -194,6 +197,7 @@ class NetworkPredictorConfig:
     hidden_near_m: float = 0.01
     weight_near_point: float = 0.1
     near_m: float = 0.02
+    one_sided_surface: bool = True
     weight_surface_penetration: float = 0.0
     weight_surface_gap: float = 0.0
     max_penetration_m: float = 0.5
@@ -460,7 +464,8 @@ class NetworkPredictor(GraspPredictor):
 
         def hull(x):
             return (x @ planes[:, :3].T.to(x.dtype) + planes[:, 3].to(x.dtype)).amax(dim=-1)
-        return ObjectSurface(surface_pts, normals, bound=hull, obstacle=table)
+        return ObjectSurface(surface_pts, normals, bound=hull, obstacle=table,
+                             one_sided=done is not None and len(done[0]) > 0 and self.config.one_sided_surface)
 
     def ranking_terms(self, proxy: ObjectProxy, touching=None, visible: VisibleSurface | None = None,
                       surface=None) -> dict[str, tuple[float, Callable]]:

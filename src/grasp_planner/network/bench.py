@@ -121,7 +121,8 @@ def bench_network(config: NetworkConfig | None = None, samples: Sequence[int] = 
 
 def bench_predictor(cloud: np.ndarray, hand_name: str, checkpoint: str | None = None,
                     samples: Sequence[int] = (1, 32), runs: int = 10, threads: int = 1,
-                    table_z_m: float = 0.0, camera_xyz: Sequence[float] | None = None) -> dict[str, float]:
+                    table_z_m: float = 0.0, camera_xyz: Sequence[float] | None = None,
+                    completion: str | None = None) -> dict[str, float]:
     """Time the planner's network backend end to end: object cloud → ranked grasp candidates.
 
     Per run and K: object proxy, network forward with K prior samples, recovery, and ranking
@@ -140,9 +141,10 @@ def bench_predictor(cloud: np.ndarray, hand_name: str, checkpoint: str | None = 
         threads: torch intra-op threads of the predictor (``NetworkPredictorConfig.threads``; the
             planner's default is 1).
         table_z_m, camera_xyz: the proxy's table height and camera (single-view completion).
+        completion: shape-completion checkpoint: each K is timed again with it (keys ``…_completion``).
 
     Returns:
-        ``predict_k{K}_{median,p95}_ms``, ``candidates_k{K}`` (median kept after ranking),
+        ``predict_k{K}[_completion]_{median,p95}_ms``, ``candidates_k{K}`` (median kept after ranking),
         ``trained_checkpoint`` (1 shipped/given, 0 untrained), ``peak_rss_mb``.
     """
     import tempfile
@@ -165,8 +167,10 @@ def bench_predictor(cloud: np.ndarray, hand_name: str, checkpoint: str | None = 
                 path = save_checkpoint(Path(tmp) / "untrained.safetensors",
                                        DRONetwork(NetworkConfig(hand=hand_name, use_image=False)))
             result: dict[str, float] = {"trained_checkpoint": float(trained)}
-            for k in samples:
-                predictor = NetworkPredictor(hand, path, NetworkPredictorConfig(num_samples=k, threads=threads))
+            for k, with_completion in [(k, c) for k in samples for c in (None, completion) if c or c is None]:
+                predictor = NetworkPredictor(hand, path, NetworkPredictorConfig(num_samples=k, threads=threads),
+                                             completion=with_completion)
+                key = f"k{k}" + ("_completion" if with_completion else "")
                 wanted = min(k, PlannerConfig().num_candidates)      # the planner asks for its num_candidates
                 times, kept = [], []
                 for run in range(runs + 1):
@@ -176,8 +180,8 @@ def bench_predictor(cloud: np.ndarray, hand_name: str, checkpoint: str | None = 
                     if run:
                         times.append(time.perf_counter() - t0)
                         kept.append(len(candidates))
-                result.update(_stats(times, f"predict_k{k}"))
-                result[f"candidates_k{k}"] = float(np.median(kept))
+                result.update(_stats(times, f"predict_{key}"))
+                result[f"candidates_{key}"] = float(np.median(kept))
         result["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
         return result
     finally:

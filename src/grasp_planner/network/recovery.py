@@ -604,6 +604,10 @@ class ObjectSurface:
             containing the object; must be differentiable in torch.
         obstacle: optional signed distance of other solids the hand must not enter either (e.g. the
             table): the result is ``min(object, obstacle)``.
+        one_sided: weigh only the surface points whose normal agrees (positive dot product) with the
+            normal of the query's nearest one. A thin shell (a mug's wall: outer and inner side a few
+            mm apart, normals opposite) otherwise blends both sides and reads points just outside it
+            as inside; with it each query sees the side it is nearest to.
 
     Raises:
         ValueError: shapes differ, no points, or non-finite values.
@@ -611,7 +615,7 @@ class ObjectSurface:
 
     def __init__(self, points: torch.Tensor, normals: torch.Tensor, bandwidth_m: float = 0.01,
                  bound: Callable[[torch.Tensor], torch.Tensor] | None = None,
-                 obstacle: Callable[[torch.Tensor], torch.Tensor] | None = None):
+                 obstacle: Callable[[torch.Tensor], torch.Tensor] | None = None, one_sided: bool = False):
         if points.shape != normals.shape or points.dim() != 2 or points.shape[-1] != 3:
             raise ValueError(f"points and normals must both be (N, 3), got {tuple(points.shape)} "
                              f"and {tuple(normals.shape)}")
@@ -625,6 +629,7 @@ class ObjectSurface:
         self.normals = normals / normals.norm(dim=-1, keepdim=True).clamp_min(1e-12)
         self.offsets = (self.points * self.normals).sum(-1)                              # o_j · n_j
         self.bandwidth_m, self.bound, self.obstacle = bandwidth_m, bound, obstacle
+        self.one_sided = one_sided
 
     def neighbours(self, x: torch.Tensor, k: int) -> torch.Tensor:
         """(B, P, 3) query points → (B, P, k) indices of their k nearest surface points."""
@@ -658,13 +663,22 @@ class ObjectSurface:
             xf = x.detach().float().requires_grad_(gradient)
             if neighbours is None:
                 plane = xf @ nrm.transpose(-1, -2) - off.unsqueeze(-2)                      # (B, P, N)
-                w = torch.softmax(-torch.cdist(xf, pts).square() / self.bandwidth_m ** 2, dim=-1)
+                d2 = torch.cdist(xf, pts).square()
+                n = nrm.unsqueeze(1)                                                          # (B, 1, N, 3)
             else:
                 flat = neighbours.flatten(1)
                 o = pts.gather(1, flat.unsqueeze(-1).expand(-1, -1, 3)).view(*neighbours.shape, 3)
                 n = nrm.gather(1, flat.unsqueeze(-1).expand(-1, -1, 3)).view(*neighbours.shape, 3)
                 plane = (xf.unsqueeze(2) * n).sum(-1) - off.gather(1, flat).view(neighbours.shape)
-                w = torch.softmax(-(xf.unsqueeze(2) - o).square().sum(-1) / self.bandwidth_m ** 2, dim=-1)
+                d2 = (xf.unsqueeze(2) - o).square().sum(-1)
+            logits = -d2 / self.bandwidth_m ** 2
+            if self.one_sided:                  # only the side of the nearest point (thin shells)
+                with torch.no_grad():
+                    n = n.expand(*d2.shape, 3)
+                    near = n.gather(2, d2.argmin(-1)[..., None, None].expand(-1, -1, 1, 3))     # (B, P, 1, 3)
+                    agree = (n * near).sum(-1) > 0
+                logits = logits.masked_fill(~agree, float("-inf"))
+            w = torch.softmax(logits, dim=-1)
             sd = (w * plane).sum(-1)
             grad = torch.autograd.grad(sd.sum(), xf)[0].to(x.dtype) if gradient else None
         sd = sd.detach().to(x.dtype)
