@@ -25,7 +25,7 @@ Checkpoints are ``.safetensors`` with the config in the header (:func:`save_comp
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -75,11 +75,9 @@ class CompletionConfig:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "CompletionConfig":
         """Build from a dict; unknown keys are an error naming them."""
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise ValueError(f"unknown completion config field(s): {', '.join(unknown)}")
-        return cls(**data)
+        from grasp_planner.network.config import from_known_fields
+
+        return from_known_fields(cls, data, "completion config")
 
 
 def canonical_frame(points: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

@@ -9,6 +9,15 @@ from typing import Any
 DECODERS = ("kernel", "geometric")
 
 
+def from_known_fields(cls, data: dict[str, Any], what: str):
+    """``cls(**data)`` for a dataclass, refusing unknown keys with their names (``what``: for the message)."""
+    known = {f.name for f in fields(cls)}
+    unknown = sorted(set(data) - known)
+    if unknown:
+        raise ValueError(f"unknown {what} keys {unknown}; known keys: {sorted(known)}")
+    return cls(**data)
+
+
 @dataclass(frozen=True)
 class NetworkConfig:
     """Sizes of the multimodal D(R,O) network (CPU-sized defaults) and its ablation switches.
@@ -141,11 +150,7 @@ class NetworkConfig:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "NetworkConfig":
         """Inverse of :meth:`to_dict`; unknown keys are refused with their names."""
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise ValueError(f"unknown network config keys {unknown}; known keys: {sorted(known)}")
-        return cls(**data)
+        return from_known_fields(cls, data, "network config")
 
     def differences(self, other: "NetworkConfig") -> dict[str, tuple[Any, Any]]:
         """Fields whose values differ: ``{name: (self value, other value)}``."""
