@@ -251,7 +251,7 @@ def test_network_predictor_completes_the_cloud_for_its_surface(small_completion,
     cloud = visible_cylinder(n=1200)
     proxy = build_object_proxy(cloud, 0.0, np.asarray(CAMERA_XYZ))
     points = torch.from_numpy(cloud[::8]).float()
-    surface = predictor.object_surface(points, proxy, cloud)
+    surface = predictor.object_surface(points, proxy, predictor.completed_points(cloud))
     model, _ = load_completion(small_completion)
     completed, completed_normals = complete_cloud(model, cloud, config.seed)        # guessed from the whole cloud
     n = len(points)
@@ -266,10 +266,20 @@ def test_network_predictor_completes_the_cloud_for_its_surface(small_completion,
     assert predictor.object_surface(points, proxy).points.shape == (n, 3)
     plain = NetworkPredictor(hand, dro, config)
     assert plain.describe()["completion"] is None
-    assert plain.object_surface(points, proxy, cloud).points.shape == (n, 3)
+    assert plain.object_surface(points, proxy).points.shape == (n, 3)
+    assert not predictor.object_surface(points, proxy).one_sided and surface.one_sided
 
     with pytest.raises(FileNotFoundError, match="does not exist"):
         NetworkPredictor(hand, dro, config, completion=tmp_path / "missing.safetensors")
+
+    # End to end: the candidates are ranked on the completed surface and say how deep they go into it
+    # (an untrained network's grasps penetrate: none is dropped for it here).
+    keep_all = NetworkPredictorConfig(num_samples=2, reachability=False, max_penetration_m=float("inf"))
+    found = NetworkPredictor(hand, dro, keep_all, completion=small_completion).predict(
+        cloud, proxy, max_results=2, camera_xyz=CAMERA_XYZ)
+    assert len(found) == 2 and all(np.isfinite(c.info["surface_penetration_m"]) for c in found)
+    plain_found = NetworkPredictor(hand, dro, keep_all).predict(cloud, proxy, max_results=2, camera_xyz=CAMERA_XYZ)
+    assert plain_found and all("surface_penetration_m" not in c.info for c in plain_found)
 
 
 def test_completed_points_the_camera_saw_as_free_are_dropped(small_completion, tmp_path, monkeypatch):

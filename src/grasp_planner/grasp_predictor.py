@@ -394,7 +394,8 @@ class NetworkPredictor(GraspPredictor):
 
     def completed_points(self, cloud: np.ndarray, visible: VisibleSurface | None = None
                          ) -> tuple[np.ndarray, np.ndarray]:
-        """The completion model's guess of the surface the view does not show.
+        """The completion model's guess of the surface the view does not show (the refinement's and
+        the closure's surface with :meth:`object_surface`).
 
         Args:
             cloud: (N, 3) the object cloud, metres.
@@ -413,25 +414,21 @@ class NetworkPredictor(GraspPredictor):
             done, normals = done[hidden], normals[hidden]
         return done, normals
 
-    def object_surface(self, points, proxy: ObjectProxy, cloud: np.ndarray | None = None,
-                       visible: VisibleSurface | None = None):
+    def object_surface(self, points, proxy: ObjectProxy, guess: tuple[np.ndarray, np.ndarray] | None = None):
         """The refinement's :class:`~grasp_planner.network.recovery.ObjectSurface` of the network's input points.
 
-        Without a completion model: normals by local PCA, oriented by the proxy's nearest facet; the
+        Without a guessed side: normals by local PCA, oriented by the proxy's nearest facet; the
         signed distance is bounded by the convex proxy (outside it nothing is inside the object, so
-        the unseen back of a single view is not mistaken for the inside). With one (``completion``)
-        and the full ``cloud``: the input points plus the completed surface guessed from the cloud
-        (:mod:`~grasp_planner.network.completion`), the input points' normals oriented by the nearest
-        completed normal, bounded by the convex hull of both; given the camera (``visible``), only the
-        completed points the camera could not see are kept — at least ``COMPLETION_HIDDEN_M`` behind
-        the visible surface on their ray (a guessed point in front of it, or off the object's
-        silhouette, contradicts the view). The table is an obstacle either way.
+        the unseen back of a single view is not mistaken for the inside). With one
+        (:meth:`completed_points`): the input points plus the guessed points, the input points'
+        normals oriented by the nearest guessed normal, bounded by the convex hull of both, each
+        query reading the side of its nearest point (``one_sided_surface``). The table is an
+        obstacle either way.
 
         Args:
             points: (N, 3) torch object points, base frame, metres.
             proxy: the object's convex proxy (with the table height).
-            cloud: (M, 3) the whole object cloud (the completion's input), or None (no completion).
-            visible: the cloud with its camera, or None (completed points are kept wherever they are).
+            guess: ``(points (M, 3), normals (M, 3))`` of the unseen side, or None.
         """
         import torch
 
@@ -442,17 +439,17 @@ class NetworkPredictor(GraspPredictor):
         def table(x):
             return x[..., 2] - proxy.table_z
 
-        done = self.completed_points(cloud, visible) if self._completion is not None and cloud is not None else None
-        if done is not None and len(done[0]):
+        completed = guess is not None and len(guess[0]) > 0
+        if completed:
             from scipy.spatial import ConvexHull
 
-            done, done_normals = (torch.from_numpy(a) for a in done)
+            guessed, guessed_normals = (torch.from_numpy(np.asarray(a, dtype=np.float64)) for a in guess)
 
             def outward(x):
-                return done_normals[torch.cdist(x, done).argmin(dim=1)]
+                return guessed_normals[torch.cdist(x, guessed).argmin(dim=1)]
 
-            surface_pts = torch.cat([pts, done])
-            normals = torch.cat([estimate_normals(pts, outward=outward), done_normals])
+            surface_pts = torch.cat([pts, guessed])
+            normals = torch.cat([estimate_normals(pts, outward=outward), guessed_normals])
             planes = torch.as_tensor(ConvexHull(surface_pts.numpy(), qhull_options="Qt").equations, dtype=torch.float64)
         else:
             planes = torch.as_tensor(proxy.equations, dtype=torch.float64)
@@ -465,7 +462,7 @@ class NetworkPredictor(GraspPredictor):
         def hull(x):
             return (x @ planes[:, :3].T.to(x.dtype) + planes[:, 3].to(x.dtype)).amax(dim=-1)
         return ObjectSurface(surface_pts, normals, bound=hull, obstacle=table,
-                             one_sided=done is not None and len(done[0]) > 0 and self.config.one_sided_surface)
+                             one_sided=completed and self.config.one_sided_surface)
 
     def ranking_terms(self, proxy: ObjectProxy, touching=None, visible: VisibleSurface | None = None,
                       surface=None) -> dict[str, tuple[float, Callable]]:
@@ -578,7 +575,8 @@ class NetworkPredictor(GraspPredictor):
         refine = self.config.refine_iterations > 0
         # Every sample is refined before the arm check: the refinement lifts hands out of the table (the
         # wrist capsule moved up by 8-12 cm for one sample in ten on the sim mug/drill/box clouds).
-        surface = self.object_surface(batch.object_points[0], proxy, cloud, visible) if refine else None
+        guess = self.completed_points(cloud, visible) if refine and self._completion is not None else None
+        surface = self.object_surface(batch.object_points[0], proxy, guess) if refine else None
         grasps = recover_grasps(out.distances[0].double(), out.object_points[0].double(), self.chain,
                                 surface=surface, refine_config=RefineConfig(iterations=self.config.refine_iterations))
         touching = None
@@ -590,7 +588,7 @@ class NetworkPredictor(GraspPredictor):
                                    proxy.signed_distance if surface is None else observed,
                                    free_fingers=self.config.free_fingers)
             grasps, touching = dataclasses.replace(grasps, solution=closed.solution), closed.touching
-        completed = surface if surface is not None and len(surface.points) > batch.object_points.shape[1] else None
+        completed = surface if guess is not None and len(guess[0]) else None
         ranking = rank_candidates(grasps, self.ranking_terms(proxy, touching, visible, completed))  # refined, closed
         sol = grasps.solution
         approach = self.approaches(sol)
