@@ -8,6 +8,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from pathlib import Path
@@ -236,10 +237,18 @@ def _publish_sample(ros_context, recorder: subprocess.Popen, n_images: int, n_st
 def _record(tmp_path: Path, domain: int, *extra: str) -> tuple[subprocess.Popen, _Lines, Path]:
     out = tmp_path / "rec"
     topics_arg = ",".join((topics.COLOR_IMAGE, topics.JOINT_STATES, topics.PLANNER_STATUS))
+    # stderr goes to a file: an undrained pipe would block the recorder once it fills (a hang, not a failure)
+    err = tempfile.TemporaryFile(mode="w+")
     proc = subprocess.Popen([sys.executable, "-m", "functional_grasp.cli", "record", "--out", str(out),
                              "--topics", topics_arg, "--domain-id", str(domain), *extra],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                            stdout=subprocess.PIPE, stderr=err, text=True)
+    proc.err_file = err
     return proc, _Lines(proc), out
+
+
+def _stderr(proc: subprocess.Popen) -> str:
+    proc.err_file.seek(0)
+    return proc.err_file.read()
 
 
 def _counts(bag: Path) -> dict[str, int]:
@@ -251,7 +260,7 @@ def test_record_writes_mcap_with_expected_topics_and_counts(ros_context, ros_dom
     try:
         lines.wait_for("record       started", RECORD_TIMEOUT_S)
         _publish_sample(ros_context, proc, n_images=3, n_states=5)
-        assert proc.wait(RECORD_TIMEOUT_S) == 0, proc.stderr.read()
+        assert proc.wait(RECORD_TIMEOUT_S) == 0, _stderr(proc)
     finally:
         proc.kill()
     assert _counts(out) == {topics.COLOR_IMAGE: 3, topics.JOINT_STATES: 5, topics.PLANNER_STATUS: 1}
@@ -271,7 +280,7 @@ def test_ctrl_c_leaves_a_valid_bag(ros_context, ros_domain_id, tmp_path):
         _publish_sample(ros_context, proc, n_images=2, n_states=3)
         time.sleep(0.3)
         proc.send_signal(signal.SIGINT)
-        assert proc.wait(RECORD_TIMEOUT_S) == 0, proc.stderr.read()
+        assert proc.wait(RECORD_TIMEOUT_S) == 0, _stderr(proc)
     finally:
         proc.kill()
     assert _counts(out) == {topics.COLOR_IMAGE: 2, topics.JOINT_STATES: 3, topics.PLANNER_STATUS: 1}
