@@ -275,17 +275,26 @@ class NetworkPredictor(GraspPredictor):
         self._fingers = FingerMap.for_hand(hand, self.kin.model, self.kin.point_link, self.chain.joint_names)
         self._ik = kinematics
         self._arm_check = arm_check
-        self.completion_path = None if completion is None else Path(completion)
-        self._completion = None
+        self.completion_path, self._completion = None, None
         if completion is not None:
-            from grasp_planner.network.completion import load_completion
-
-            self._completion, _ = load_completion(completion)
+            self.use_completion(completion)
         self._rejected: dict[str, int] = {}
         if self.config.reachability and kinematics is None:
             from grasp_planner.franka_ik import FrankaKinematics
 
             self._ik = FrankaKinematics()
+
+    def use_completion(self, path: str | Path) -> None:
+        """Load a shape-completion checkpoint for the refinement's surface (:meth:`completed_points`).
+
+        Raises:
+            FileNotFoundError: no such file.
+            CompletionCheckpointError: not a usable completion checkpoint (the message says why).
+        """
+        from grasp_planner.network.completion import load_completion
+
+        self._completion, _ = load_completion(path)
+        self.completion_path = Path(path)
 
     def describe(self) -> dict:
         return {**super().describe(), "checkpoint": str(self.checkpoint.resolve()),
@@ -682,18 +691,17 @@ def make_grasp_predictor(backend: str, hand: HandDescription, synthesizer: Grasp
                 "grasp_checkpoint to its last.safetensors")
         warn(text)
         return OptimiserPredictor(synthesizer, fallback_reason=text)
-    if completion is not None:
-        from grasp_planner.network.completion import CompletionCheckpointError, load_completion
-
-        completion = resolve_config_file(completion)
-        try:
-            load_completion(completion)
-        except (FileNotFoundError, CompletionCheckpointError) as exc:
-            warn(f"completion_checkpoint: {exc}; the network plans on the view alone (no shape completion)")
-            completion = None
     try:
-        return NetworkPredictor(hand, path, config, kinematics, arm_check, completion=completion)
+        predictor = NetworkPredictor(hand, path, config, kinematics, arm_check)
     except ValueError as exc:                       # CheckpointMismatchError and unreadable files
         text = f"grasp_backend network: refused checkpoint {path}: {exc}; planning with the optimiser instead"
         warn(text)
         return OptimiserPredictor(synthesizer, fallback_reason=text)
+    if completion is not None:
+        from grasp_planner.network.completion import CompletionCheckpointError
+
+        try:
+            predictor.use_completion(resolve_config_file(completion))
+        except (FileNotFoundError, CompletionCheckpointError) as exc:
+            warn(f"completion_checkpoint: {exc}; the network plans on the view alone (no shape completion)")
+    return predictor
