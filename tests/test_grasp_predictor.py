@@ -131,6 +131,19 @@ def test_network_predictor_recovers_ranks_and_feeds_the_same_downstream_planner(
     assert refined[0].info["sample"] == 1 and refined[0].info["refine_penetration_before_m"] > 1e-3
     assert refined[0].info["refine_penetration_after_m"] < 5e-4 and refined[0].info["penetration_m"] < 5e-4
     assert np.linalg.norm(refined[0].T_base_root[:3, 3] - good.T_base_root[:3, 3]) < 0.01
+    # With collision points (denser hand points in the penetration term) the refinement sees at least
+    # as deep a dip, clears it too, and its fingertips stay within a centimetre or so (the hand turns
+    # about its contacts, so the wrist moves more than without).
+    dense = NetworkPredictor(hand, tiny_checkpoint, NetworkPredictorConfig(num_samples=2, collision_points=1024))
+    dense.model = _Teacher(samples, TINY)
+    cleared = dense.predict(cloud, proxy, max_results=2)[0]
+    assert cleared.info["sample"] == 1
+    assert cleared.info["refine_penetration_before_m"] >= refined[0].info["refine_penetration_before_m"]
+    assert cleared.info["refine_penetration_after_m"] < 5e-4
+    tips = lambda c: kin.forward(torch.as_tensor(full_vector(hand, c.q_grasp))[None],                  # noqa: E731
+                                 root_pose=torch.as_tensor(c.T_base_root)[None]).fingertips[0].numpy()
+    moved = np.linalg.norm(tips(cleared) - tips(good), axis=1)
+    assert np.median(moved) < 0.01 and moved.max() < 0.02, moved
 
     config = PlannerConfig(camera_xyz=tuple(CAMERA_XYZ), num_candidates=2)
     planner = GraspPlanner(hand, builtin_backend(hand, config), config, predictor=predictor)
@@ -265,3 +278,12 @@ def test_ranking_demotes_hands_that_start_behind_the_visible_side(hand, synthesi
     assert ranked[1].info["hidden_points"] > ranked[0].info["hidden_points"]
     blind = predictor.predict(cloud, proxy, max_results=2)                       # no camera: no such terms
     assert blind and not {"hidden_points", "near_points"} & set(blind[0].info)
+
+
+def test_network_predictor_config_refuses_bad_refinement_settings():
+    with pytest.raises(ValueError, match="collision_points"):
+        NetworkPredictorConfig(collision_points=-1)
+    with pytest.raises(ValueError, match="refine_iterations"):
+        NetworkPredictorConfig(refine_iterations=-1)
+    with pytest.raises(ValueError, match="refine_margin_m"):
+        NetworkPredictorConfig(refine_margin_m=float("nan"))

@@ -197,6 +197,12 @@ def test_eval_cli_switches_refinement_and_closure(trained, tmp_path):
     top_on, top_off = on["objects"][0]["top"], off["objects"][0]["top"]
     assert "fingers_touching" in top_on and "refine_penetration_after_m" in top_on
     assert "fingers_touching" not in top_off and "refine_penetration_after_m" not in top_off
+    # Collision points: recorded with the run, and the refinement's report covers them (at least as deep).
+    assert main([*common, "--collision-points", "512", "--refine-margin-mm", "3", "--out", str(tmp_path / "dense")]) == 0
+    dense = json.loads((tmp_path / "dense" / RESULTS_FILE).read_text())
+    assert (dense["deploy"]["collision_points"], dense["deploy"]["refine_margin_m"]) == (512, 0.003)
+    assert on["deploy"]["collision_points"] == 0
+    assert "refine_penetration_before_m" in dense["objects"][0]["top"]
 
 
 def test_optimiser_baseline_is_judged_on_the_same_instances(trained, tmp_path):

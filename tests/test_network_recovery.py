@@ -37,11 +37,13 @@ def _rot_y(q: torch.Tensor) -> torch.Tensor:
 
 
 class _TwoFingerHand:
-    """Batched FK ``(B, 5) → (B, P, 3)``: joints rotate about y, links extend along x."""
+    """Batched FK ``(B, 5) → (B, P, 3)``: joints rotate about y, links extend along x; ``palm_grid``
+    points per side of the palm's two layers."""
 
-    def __init__(self):
-        gx, gy = torch.meshgrid(torch.linspace(-0.03, 0.03, 4), torch.linspace(-0.04, 0.04, 4), indexing="ij")
-        palm = torch.stack([gx.ravel(), gy.ravel(), torch.zeros(16)], -1).double()
+    def __init__(self, palm_grid: int = 4):
+        n = palm_grid
+        gx, gy = torch.meshgrid(torch.linspace(-0.03, 0.03, n), torch.linspace(-0.04, 0.04, n), indexing="ij")
+        palm = torch.stack([gx.ravel(), gy.ravel(), torch.zeros(n * n)], -1).double()
         palm = torch.cat([palm, palm + torch.tensor([0.0, 0.0, -0.015], dtype=torch.float64)])
         self.local = [palm] + [_box_points(_LINKS[i][1]) for i in range(1, 6)]
         self.link_index = torch.cat([torch.full((len(p),), i) for i, p in enumerate(self.local)])
@@ -59,9 +61,8 @@ class _TwoFingerHand:
         return torch.cat(out, dim=1)
 
 
-@pytest.fixture(scope="module")
-def hand() -> HandChain:
-    fk = _TwoFingerHand()
+def _two_finger_chain(palm_grid: int = 4) -> HandChain:
+    fk = _TwoFingerHand(palm_grid)
     coupling = torch.zeros(5, 4, dtype=torch.float64)
     coupling[0, 0] = coupling[1, 1] = coupling[2, 2] = coupling[3, 3] = 1.0
     coupling[4, 3] = 0.7                                                     # mimic: q4 = 0.7 q3
@@ -69,6 +70,11 @@ def hand() -> HandChain:
                      upper=torch.tensor([1.5, 1.6, 1.4, 1.3], dtype=torch.float64), link_index=fk.link_index,
                      joint_names=("a1", "a2", "a3", "b1"), coupling=coupling,
                      canonical_q=torch.tensor([0.3, 0.3, 0.3, 0.3], dtype=torch.float64))
+
+
+@pytest.fixture(scope="module")
+def hand() -> HandChain:
+    return _two_finger_chain()
 
 
 def test_points_and_jacobian_in_one_call_equal_the_separate_calls(hand):
@@ -336,11 +342,43 @@ def test_refinement_ranks_by_penetration_after_refinement(hand):
     assert ranking.order.tolist()[0] == 0 and penetration[0] < 0.002
 
 
+def test_refinement_with_collision_points_clears_an_edge_between_the_sparse_rows(hand):
+    """A small ball pokes through the palm between the rows' points (2 cm apart): the rows see no
+    penetration, so the refinement leaves it; a denser collision chain of the same hand removes it."""
+    dense = _two_finger_chain(palm_grid=17)
+    q = torch.tensor([[0.3, 0.3, 0.3, 0.3]], dtype=torch.float64)
+    gen = torch.Generator().manual_seed(14)
+    ball, normals = _sphere(gen, 400, 0.006, (0.0, 0.0, 0.0))        # centred on the palm's top layer
+    sd_ball = lambda x: x.norm(dim=-1) - 0.006                         # noqa: E731
+    assert sd_ball(hand.points(q)).min() > 0.005 and sd_ball(dense.points(q)).min() < -0.004
+    exact = torch.cdist(hand.points(q), ball[None]).expand(2, -1, -1)
+    raw = recover_grasps(exact, ball, hand)
+    surface = ObjectSurface(ball, normals, bandwidth_m=0.003)
+    alone = refine_grasps(raw, hand, surface)
+    with_dense = refine_grasps(raw, hand, surface, collision=dense)
+
+    def dense_depth(g):
+        sol = g.solution
+        world = dense.points(sol.q) @ sol.wrist_pose[:, :3, :3].transpose(-1, -2) + sol.wrist_pose[:, None, :3, 3]
+        return torch.relu(-sd_ball(world)).amax(-1)
+
+    assert (dense_depth(alone) > 0.0025).all() and (alone.refinement.penetration_after_m == 0).all()
+    assert (dense_depth(with_dense) < 0.0015).all()
+    assert (with_dense.refinement.penetration_before_m > 0.004).all()  # the report covers the dense points
+    assert (with_dense.refinement.penetration_after_m < 0.0015).all()
+    sol = with_dense.solution                                           # the rows are still the network's rows
+    assert sol.points.shape == raw.solution.points.shape
+    assert torch.allclose(hand.points(sol.q) @ sol.wrist_pose[:, :3, :3].transpose(-1, -2)
+                          + sol.wrist_pose[:, None, :3, 3], sol.points)
+
+
 def test_refine_config_refuses_bad_values():
     with pytest.raises(ValueError, match="iterations"):
         RefineConfig(iterations=-1)
     with pytest.raises(ValueError, match="contact_scale_m"):
         RefineConfig(contact_scale_m=0.0)
+    with pytest.raises(ValueError, match="collision_active_points"):
+        RefineConfig(collision_active_points=0)
 
 
 def test_one_sided_surface_reads_a_thin_wall_from_the_side_a_point_is_on():

@@ -21,6 +21,16 @@ def _int_at_least(lowest: int):
     return parse
 
 
+def _millimetres(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected millimetres, got '{text}'") from None
+    if not 0 <= value <= 50:
+        raise argparse.ArgumentTypeError(f"expected millimetres in [0, 50], got {value}")
+    return value
+
+
 def add_eval_parser(sub) -> None:
     """Add ``fgrasp eval`` to the subparsers ``sub``."""
     ev = sub.add_parser(
@@ -89,6 +99,12 @@ def add_eval_parser(sub) -> None:
                      help="torch threads (default: 1, fastest on a loaded 2-core CPU)")
     net.add_argument("--refine-iterations", type=_int_at_least(0), default=15, metavar="N",
                      help="contact/penetration refinement iterations after recovery (default: 15; 0 = off)")
+    net.add_argument("--refine-margin-mm", type=_millimetres, default=1.0, metavar="MM",
+                     help="the refinement pushes hand points this far out of the surface (default: 1)")
+    net.add_argument("--collision-points", type=_int_at_least(0), default=0, metavar="N",
+                     help="denser hand points the refinement keeps out of the object besides the network's "
+                          "rows (default: 0 = the rows only; 1024 with --refine-iterations 30 --refine-margin-mm 3: "
+                          "README, 'Collision points')")
     net.add_argument("--no-closure", action="store_true",
                      help="judge the recovered joints as they are (no contact closure of the fingers)")
     net.add_argument("--free-fingers", choices=("close", "stay"), default=None,

@@ -129,6 +129,9 @@ class DeployConfig:
         seed: seed of the placement, sampling and render draws (per object with its seed).
         validation_threads: MjData stepped in parallel by the validator.
         refine_iterations: the predictor's refinement iterations (0 = off).
+        refine_margin_m: how far the refinement pushes hand points out of the surface, metres.
+        collision_points: denser hand points the refinement keeps out of the object (0 = the
+            network's rows only; :class:`~grasp_planner.grasp_predictor.NetworkPredictorConfig`).
         close_fingers: the predictor's contact closure of the fingers.
         free_fingers: the closure's fingers that touch nothing: ``"close"`` fully or ``"stay"``
             (:class:`~grasp_planner.grasp_predictor.NetworkPredictorConfig`); None = the predictor's default.
@@ -148,6 +151,8 @@ class DeployConfig:
     seed: int = 0
     validation_threads: int = 2
     refine_iterations: int = 15
+    refine_margin_m: float = 0.001
+    collision_points: int = 0
     close_fingers: bool = True
     free_fingers: str | None = None
     completion: str | None = None
@@ -235,7 +240,8 @@ class Deployer:
         # (the space between a drill's handle and body), and the judge measures penetration itself.
         self.predictor = NetworkPredictor(self.hand, checkpoint, NetworkPredictorConfig(
             num_samples=config.samples, reachability=False, max_penetration_m=float("inf"), seed=config.seed,
-            refine_iterations=config.refine_iterations, close_fingers=config.close_fingers,
+            refine_iterations=config.refine_iterations, refine_margin_m=config.refine_margin_m,
+            collision_points=config.collision_points, close_fingers=config.close_fingers,
             **({} if config.free_fingers is None else {"free_fingers": config.free_fingers})),
             completion=config.completion)
         self.network_config = self.predictor.network_config

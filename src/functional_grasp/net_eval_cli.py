@@ -65,6 +65,7 @@ def cmd_network_eval(args: argparse.Namespace, rep: Reporter) -> int:
     config = DeployConfig(view=args.view, samples=args.samples, validate="all" if args.judge_all else "top",
                           collision=args.collision or "coacd",
                           seed=args.seed, refine_iterations=args.refine_iterations, close_fingers=not args.no_closure,
+                          refine_margin_m=args.refine_margin_mm / 1000.0, collision_points=args.collision_points,
                           free_fingers=getattr(args, "free_fingers", None),
                           completion=None if getattr(args, "completion", None) is None else str(args.completion),
                           backend="optimiser" if args.baseline_optimiser else "network")
