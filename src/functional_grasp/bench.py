@@ -322,7 +322,7 @@ def bench_network(config: BenchConfig, scene: _Scene) -> dict[str, float]:
     completion = resolve_config_file(SHIPPED_COMPLETION)
     out.update({f"planner_{k}": v for k, v in bench_predictor(
         scene.cloud(), config.hand, runs=runs, camera_xyz=camera,
-        completion=str(completion) if completion.is_file() else None).items()})
+        completion=str(completion) if completion.is_file() else None, collision_points=1024).items()})
     return out
 
 

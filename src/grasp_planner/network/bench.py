@@ -122,7 +122,7 @@ def bench_network(config: NetworkConfig | None = None, samples: Sequence[int] = 
 def bench_predictor(cloud: np.ndarray, hand_name: str, checkpoint: str | None = None,
                     samples: Sequence[int] = (1, 32), runs: int = 10, threads: int = 1,
                     table_z_m: float = 0.0, camera_xyz: Sequence[float] | None = None,
-                    completion: str | None = None) -> dict[str, float]:
+                    completion: str | None = None, collision_points: int = 0) -> dict[str, float]:
     """Time the planner's network backend end to end: object cloud → ranked grasp candidates.
 
     Per run and K: object proxy, network forward with K prior samples, recovery, and ranking
@@ -142,9 +142,11 @@ def bench_predictor(cloud: np.ndarray, hand_name: str, checkpoint: str | None = 
             planner's default is 1).
         table_z_m, camera_xyz: the proxy's table height and camera (single-view completion).
         completion: shape-completion checkpoint: each K is timed again with it (keys ``…_completion``).
+        collision_points: when > 0, each K is timed again with that many collision points, 30
+            refinement iterations and a 3 mm margin (the opt-in refinement; keys ``…_collision``).
 
     Returns:
-        ``predict_k{K}[_completion]_{median,p95}_ms``, ``candidates_k{K}`` (median kept after ranking),
+        ``predict_k{K}[_completion|_collision]_{median,p95}_ms``, ``candidates_k{K}`` (median kept after ranking),
         ``trained_checkpoint`` (1 shipped/given, 0 untrained), ``peak_rss_mb``.
     """
     import tempfile
@@ -167,10 +169,14 @@ def bench_predictor(cloud: np.ndarray, hand_name: str, checkpoint: str | None = 
                 path = save_checkpoint(Path(tmp) / "untrained.safetensors",
                                        DRONetwork(NetworkConfig(hand=hand_name, use_image=False)))
             result: dict[str, float] = {"trained_checkpoint": float(trained)}
-            for k, with_completion in [(k, c) for k in samples for c in (None, completion) if c or c is None]:
-                predictor = NetworkPredictor(hand, path, NetworkPredictorConfig(num_samples=k, threads=threads),
+            variants = [(None, {}), (completion, {})] if completion else [(None, {})]
+            if collision_points > 0:
+                variants.append((None, {"collision_points": collision_points, "refine_iterations": 30,
+                                        "refine_margin_m": 0.003}))
+            for k, (with_completion, extra) in [(k, v) for k in samples for v in variants]:
+                predictor = NetworkPredictor(hand, path, NetworkPredictorConfig(num_samples=k, threads=threads, **extra),
                                              completion=with_completion)
-                key = f"k{k}" + ("_completion" if with_completion else "")
+                key = f"k{k}" + ("_completion" if with_completion else "") + ("_collision" if extra else "")
                 wanted = min(k, PlannerConfig().num_candidates)      # the planner asks for its num_candidates
                 times, kept = [], []
                 for run in range(runs + 1):
