@@ -170,7 +170,7 @@ class NetworkPredictorConfig:
         collision_points: hand surface points (besides the network's rows) that the refinement keeps
             out of the object; 0 = the rows only (default). The rows alone are too sparse: an object
             edge passes between them. 1024 with 30 iterations and a 3 mm margin held 1.3x as many
-            held-out candidates, but the top-ranked grasp did not gain and a request took 2.3x as
+            held-out candidates, but the top-ranked grasp did not gain and a request took about twice as
             long, so it is off by default (README, "Collision points"). The contact closure tests
             touching on the rows either way (on these points: 84 vs 92 of 960 candidates held).
         close_fingers: after the refinement, close each finger from its recovered joints toward the
