@@ -1,8 +1,10 @@
-"""Validation throughput features: skipped hand self-collision pairs, early stop of decided trials.
+"""Validation throughput features: skipped hand self-collision pairs, no trials for contactless
+grasps, early stop of decided trials.
 
-Both must leave what the validator judges unchanged: the skipped pairs never touch (trajectories
-stay bit-identical, hand–object contacts are never filtered), and stopping decided trials keeps
-every held / kept verdict (a held grasp's outcome is exactly the full run's).
+All must leave what the validator judges unchanged: the skipped pairs never touch (trajectories
+stay bit-identical, hand–object contacts are never filtered), a contactless grasp is
+``no_contact`` whatever its trials show, and stopping decided trials keeps every held / kept
+verdict (a held grasp's outcome is exactly the full run's).
 """
 from __future__ import annotations
 
@@ -50,8 +52,10 @@ def mixed_grasps(hand):
     """The good grasp, an open hand, and variations of the good one that hold or slip."""
     open_q = hand.full(torch.as_tensor(hand.q_open[None])).numpy()[0]
     poses, qs = [GOOD_ROOT_POSE, GOOD_ROOT_POSE], [GOOD_Q, open_q]
-    # (root axis, shift along it m, closure from open): holds, slides off, drops out, holds
-    for axis, shift_m, closure in ((0, 0.003, 1.0), (1, 0.012, 1.0), (0, 0.0, 0.6), (0, 0.0, 0.9)):
+    # (root axis, shift along it m, closure from open): holds, ends off the object, ends off the
+    # object, holds, touches and is pushed out (displaced with contact)
+    for axis, shift_m, closure in ((0, 0.003, 1.0), (1, 0.012, 1.0), (0, 0.0, 0.6), (0, 0.0, 0.9),
+                                   (0, -0.015, 0.5)):
         T = GOOD_ROOT_POSE.copy()
         T[:3, 3] += shift_m * T[:3, axis]
         poses.append(T)
@@ -88,7 +92,7 @@ def test_skipping_pairs_leaves_trajectories_identical(hand, hammer, mixed_grasps
     every_pair = _validator(hand, hammer, self_pair_samples=0)
     assert every_pair.scene.skipped_pairs == ()
     full = every_pair.validate(mixed_grasps)
-    assert [o.displacement_m for o in filtered] == [o.displacement_m for o in full]
+    np.testing.assert_array_equal([o.displacement_m for o in filtered], [o.displacement_m for o in full])
     assert [o.reason for o in filtered] == [o.reason for o in full]
     assert [o.hand_contacts for o in filtered] == [o.hand_contacts for o in full]
 
@@ -104,7 +108,9 @@ def test_early_stop_keeps_every_verdict(hand, hammer, mixed_grasps, full_run):
         assert (e.held, e.kept, e.functional, e.reason.split(":")[0]) == (f.held, f.kept, f.functional,
                                                                           f.reason.split(":")[0])
         stopped = e.steps < f.steps
-        if stopped:     # decided in the probe: displacements are lower bounds, still beyond 2 cm
+        if f.hand_contacts == 0:   # contactless: no trials in either run
+            assert e.steps == f.steps == full_v.n_close and f.reason == e.reason == "no_contact"
+        elif stopped:     # decided in the probe: displacements are lower bounds, still beyond 2 cm
             assert not f.held and e.max_displacement_m > full_v.config.protocol.threshold_m
             assert e.max_displacement_m <= f.max_displacement_m + 1e-12
             assert e.steps == f.steps - n_dir * (early_v.n_trial - early_v.n_probe)
@@ -112,6 +118,24 @@ def test_early_stop_keeps_every_verdict(hand, hammer, mixed_grasps, full_run):
             assert e.displacement_m == f.displacement_m and e.reason == f.reason
             assert e.steps == f.steps + n_dir * early_v.n_probe
     assert any(o.steps < f.steps for o, f in zip(early, full))
+
+
+def test_contactless_grasps_skip_their_trials_and_keep_their_verdict(hand, hammer, mixed_grasps, full_run):
+    """A grasp whose hand ends off the object is ``no_contact`` whatever the trials show: the
+    default validator does not run them; every other grasp's outcome is the full run's."""
+    v, skipping = full_run
+    every = _validator(hand, hammer, skip_contactless=False).validate(mixed_grasps)
+    contactless = [i for i, o in enumerate(every) if o.simulated and o.hand_contacts == 0]
+    assert contactless and len(contactless) < len(every)
+    for i, (s, e) in enumerate(zip(skipping, every)):
+        assert (s.kept, s.reason, s.functional, s.hand_contacts) == (e.kept, e.reason, e.functional, e.hand_contacts)
+        if i in contactless:
+            assert s.reason == "no_contact" and not s.held and np.isnan(s.max_displacement_m)
+            assert s.steps == v.n_close < e.steps
+        else:
+            assert s.displacement_m == e.displacement_m and s.steps == e.steps
+    naive = v.validate_naive(mixed_grasps)
+    assert [o.steps for o in naive] == [o.steps for o in skipping]
 
 
 def test_early_stop_batched_equals_naive(hand, hammer, mixed_grasps):

@@ -5,10 +5,14 @@ Measured in one run on this machine (the load average is printed with the number
 
 - **disturbance trials per second**, per hand (Shadow, OYMotion, Inspire by default) — one trial =
   one grasp's closing + 6 × 1 s disturbance (3500 physics steps at 2 ms), every step simulated
-  (the initial-penetration shortcut is off). The same adapted grasps of one hammer are validated
+  (the initial-penetration and contactless shortcuts are off). The same adapted grasps of one hammer are validated
   by the batched path (``mujoco.rollout``, ``threads`` MjData in parallel) and by the naive
   one-trial-at-a-time ``mj_step`` loop; both must agree (``outcomes_match``). ``cpu_s_per_trial``
   is the process CPU time per trial of the batched path (what the load does not change much);
+- **grasps validated per second without the trials of contactless grasps** (the validator's
+  default, ``skip_contactless``): ``skip_contactless_simulated_fraction`` is the share of the
+  full protocol's steps still simulated, ``skip_contactless_verdicts_match`` that every kept
+  verdict and reason equals the full run's;
 - **grasps validated per second with early stop** (``stop_when_decided``: a grasp displaced
   within the 0.35 s probe ends there) — a different unit from trials/s: ``early_stop_trials_per_s``
   counts only the physics really simulated (simulated steps / 3500 per second),
@@ -82,8 +86,9 @@ def bench_disturbance(hand: str, quick: bool = False, threads: int = 2, collisio
 
     spec = (convex_decomposition(obj.mesh).spec if collision == "coacd"
             else mesh_object(obj.mesh, name="bench_hammer_5_hull", collision="hull"))
-    config = ValidationConfig(max_initial_penetration_m=np.inf, threads=threads)
+    config = ValidationConfig(max_initial_penetration_m=np.inf, threads=threads, skip_contactless=False)
     full_v = GraspValidator(FloatingHandScene(model, obj, spec, config), demo)
+    skip_v = GraspValidator(FloatingHandScene(model, obj, spec, replace(config, skip_contactless=True)), demo)
     early_v = GraspValidator(FloatingHandScene(model, obj, spec, replace(config, stop_when_decided=True)), demo)
     idx = np.arange(trials) % len(batch)
     subset = replace(batch, root_pose=batch.root_pose[idx], q=batch.q[idx])
@@ -91,10 +96,12 @@ def bench_disturbance(hand: str, quick: bool = False, threads: int = 2, collisio
     fast, t_batched, cpu_batched = _timed(full_v.validate, subset)
     naive, t_naive, _ = _timed(full_v.validate_naive, subset)
     early, t_early, _ = _timed(early_v.validate, subset)
+    skipped, t_skip, _ = _timed(skip_v.validate, subset)
     full_steps = sum(o.steps for o in fast)
     match = ([o.reason for o in fast] == [o.reason for o in naive]
              and np.allclose([o.displacement_m for o in fast], [o.displacement_m for o in naive], atol=1e-9))
     same_verdict = all((a.held, a.kept) == (b.held, b.kept) for a, b in zip(fast, early))
+    skip_verdict = all((a.kept, a.reason) == (b.kept, b.reason) for a, b in zip(fast, skipped))
     out.update({
         f"{key}_trials": float(trials), f"{key}_threads": float(threads),
         f"{key}_skipped_self_pairs": float(len(full_v.scene.skipped_pairs)),
@@ -104,6 +111,10 @@ def bench_disturbance(hand: str, quick: bool = False, threads: int = 2, collisio
         f"{key}_batched_cpu_s_per_trial": cpu_batched / trials,
         f"{key}_outcomes_match": float(match),
         f"{key}_held_fraction": float(np.mean([o.held for o in fast])),
+        f"{key}_contactless_fraction": float(np.mean([o.hand_contacts == 0 for o in fast])),
+        f"{key}_skip_contactless_grasps_per_s": trials / t_skip,
+        f"{key}_skip_contactless_simulated_fraction": sum(o.steps for o in skipped) / full_steps,
+        f"{key}_skip_contactless_verdicts_match": float(skip_verdict),
         f"{key}_early_stop_grasps_per_s": trials / t_early,
         f"{key}_early_stop_trials_per_s": sum(o.steps for o in early) / (full_steps / trials) / t_early,
         f"{key}_early_stop_simulated_fraction": sum(o.steps for o in early) / full_steps,
