@@ -241,9 +241,22 @@ def _record(tmp_path: Path, domain: int, *extra: str) -> tuple[subprocess.Popen,
     err = tempfile.TemporaryFile(mode="w+")
     proc = subprocess.Popen([sys.executable, "-m", "functional_grasp.cli", "record", "--out", str(out),
                              "--topics", topics_arg, "--domain-id", str(domain), *extra],
-                            stdout=subprocess.PIPE, stderr=err, text=True)
+                            stdout=subprocess.PIPE, stderr=err, text=True,
+                            env=dict(os.environ, PYTHONFAULTHANDLER="1"))
     proc.err_file = err
     return proc, _Lines(proc), out
+
+
+def _wait_or_dump(proc: subprocess.Popen, timeout_s: float) -> int:
+    """The exit code of ``proc``; if it has not exited within ``timeout_s``, fail with the Python
+    stacks of all its threads (``faulthandler``, enabled by :func:`_record`) so a hang says where."""
+    try:
+        return proc.wait(timeout_s)
+    except subprocess.TimeoutExpired:
+        proc.send_signal(signal.SIGABRT)
+        proc.wait(10)
+        raise AssertionError(f"the recorder did not exit within {timeout_s} s of Ctrl-C; its threads:\n"
+                             + _stderr(proc)[-8000:]) from None
 
 
 def _stderr(proc: subprocess.Popen) -> str:
@@ -280,7 +293,7 @@ def test_ctrl_c_leaves_a_valid_bag(ros_context, ros_domain_id, tmp_path):
         _publish_sample(ros_context, proc, n_images=2, n_states=3)
         time.sleep(0.3)
         proc.send_signal(signal.SIGINT)
-        assert proc.wait(RECORD_TIMEOUT_S) == 0, _stderr(proc)
+        assert _wait_or_dump(proc, 2 * RECORD_TIMEOUT_S) == 0, _stderr(proc)
     finally:
         proc.kill()
     assert _counts(out) == {topics.COLOR_IMAGE: 2, topics.JOINT_STATES: 3, topics.PLANNER_STATUS: 1}
