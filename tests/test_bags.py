@@ -234,7 +234,8 @@ def _publish_sample(ros_context, recorder: subprocess.Popen, n_images: int, n_st
         node.destroy_node()
 
 
-def _record(tmp_path: Path, domain: int, *extra: str) -> tuple[subprocess.Popen, _Lines, Path]:
+def _record(tmp_path: Path, domain: int, *extra: str,
+            sigint_ignored: bool = False) -> tuple[subprocess.Popen, _Lines, Path]:
     out = tmp_path / "rec"
     topics_arg = ",".join((topics.COLOR_IMAGE, topics.JOINT_STATES, topics.PLANNER_STATUS))
     # stderr goes to a file: an undrained pipe would block the recorder once it fills (a hang, not a failure)
@@ -242,7 +243,8 @@ def _record(tmp_path: Path, domain: int, *extra: str) -> tuple[subprocess.Popen,
     proc = subprocess.Popen([sys.executable, "-m", "functional_grasp.cli", "record", "--out", str(out),
                              "--topics", topics_arg, "--domain-id", str(domain), *extra],
                             stdout=subprocess.PIPE, stderr=err, text=True,
-                            env=dict(os.environ, PYTHONFAULTHANDLER="1"))
+                            env=dict(os.environ, PYTHONFAULTHANDLER="1"),
+                            preexec_fn=(lambda: signal.signal(signal.SIGINT, signal.SIG_IGN)) if sigint_ignored else None)
     proc.err_file = err
     return proc, _Lines(proc), out
 
@@ -286,8 +288,10 @@ def test_record_writes_mcap_with_expected_topics_and_counts(ros_context, ros_dom
     assert typestore().deserialize_cdr(status.data, status.msgtype).data == '{"success": true}'
 
 
-def test_ctrl_c_leaves_a_valid_bag(ros_context, ros_domain_id, tmp_path):
-    proc, lines, out = _record(tmp_path, ros_domain_id)
+@pytest.mark.parametrize("inherited_sigint", ["default", "ignored"])
+def test_ctrl_c_leaves_a_valid_bag(ros_context, ros_domain_id, tmp_path, inherited_sigint):
+    """Also when started as a background job of a non-interactive shell (SIGINT ignored on entry)."""
+    proc, lines, out = _record(tmp_path, ros_domain_id, sigint_ignored=inherited_sigint == "ignored")
     try:
         lines.wait_for("Ctrl-C stops", RECORD_TIMEOUT_S)
         _publish_sample(ros_context, proc, n_images=2, n_states=3)

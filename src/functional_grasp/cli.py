@@ -366,6 +366,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     rep = Reporter()
     args = build_parser().parse_args(argv)
     previous = signal.signal(signal.SIGTERM, _raise_interrupt)  # SIGTERM cleans up like Ctrl-C
+    # a background job of a non-interactive shell starts with SIGINT ignored; `kill -INT` (and the
+    # Ctrl-C of `fgrasp record`) must still stop the command cleanly
+    previous_int = signal.getsignal(signal.SIGINT)
+    if previous_int is signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
         handler = {"demo": _cmd_demo, "launch": _cmd_launch, "bench": _cmd_bench, "eval": cmd_eval,
                    "record": _cmd_record, "replay": _cmd_replay, "view": cmd_view, "compare": cmd_compare,
@@ -377,6 +382,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
     finally:
         signal.signal(signal.SIGTERM, previous)
+        if previous_int is signal.SIG_IGN:
+            signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 if __name__ == "__main__":
