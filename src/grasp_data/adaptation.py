@@ -73,6 +73,9 @@ class AdaptationConfig:
             weights of the six terms.
         penetration_margin_m: the penetration term treats the object as this much thicker (the
             simulator collides with convex pieces, not with the surface samples).
+        start_open_fraction: the penetration term also holds for the fingers this fraction of
+            the way toward the open pose, where the validator starts closing the hand
+            (:class:`grasp_data.validation.ValidationConfig` ``open_fraction``); 0 turns it off.
         init_standoff_m: fingertip targets of the initial Kabsch fit lie this far outside the surface.
         init_closure: range of the initial closure (0 open synergy pose … 1 closed).
         init_rotation_sigma_rad, init_translation_sigma_m: noise on the initial wrist pose.
@@ -99,6 +102,7 @@ class AdaptationConfig:
     w_penetration: float = 50.0
     w_self_penetration: float = 20.0
     penetration_margin_m: float = 0.002
+    start_open_fraction: float = 0.25
     init_standoff_m: float = 0.005
     init_closure: tuple[float, float] = (0.2, 0.6)
     init_rotation_sigma_rad: float = 0.15
@@ -125,6 +129,8 @@ class AdaptationConfig:
         lo, hi = self.init_closure
         if not 0.0 <= lo <= hi <= 1.0:
             raise ValueError(f"init_closure must be 0 ≤ low ≤ high ≤ 1, got {self.init_closure}")
+        if not 0.0 <= self.start_open_fraction <= 1.0:
+            raise ValueError(f"start_open_fraction must be in 0..1, got {self.start_open_fraction}")
         weights = ("w_prior", "w_stability", "w_auxiliary", "w_joint_limits", "w_penetration",
                    "w_self_penetration", "normal_alpha", "w_closing")
         bad = [w for w in weights if getattr(self, w) < 0]
@@ -148,7 +154,8 @@ class AdaptationResult:
         energy: (B,) final weighted energy; ``energy_initial`` (B,) before optimisation.
         terms: (B, 6) final unweighted terms (:data:`TERMS` order; distances in cm, cm²).
         terms_initial: (B, 6) the same at the start.
-        penetration_m: (B,) final hand–object penetration, summed sphere depths, metres.
+        penetration_m: (B,) final hand–object penetration, summed sphere depths at the grasp and
+            at its opened start (``start_open_fraction``), metres.
         targets: finger → (B, 3) metres: the transferred target each grasp was pulled to.
         wall_time_s: wall-clock time of the batch (initialisation + optimisation).
     """
@@ -373,6 +380,10 @@ class _Energy:
         else:
             sdf = lambda x: self.signed_distance(x) - c.penetration_margin_m  # noqa: E731
         pen = m.kin.object_penetration(fk.sphere_centers, sdf=sdf) * _CM
+        if c.start_open_fraction > 0:       # the pose the validator starts closing the hand from
+            q_open = torch.as_tensor(m.q_open, dtype=q_act.dtype)
+            start = m.kin.forward(m.full(q_act + c.start_open_fraction * (q_open - q_act)), T)
+            pen = pen + m.kin.object_penetration(start.sphere_centers, sdf=sdf) * _CM
         self_pen = m.self_penetration(fk.sphere_centers) * _CM
         terms = torch.stack([prior, stability, auxiliary, joint, pen, self_pen], dim=1)
         w = torch.tensor([c.w_prior, c.w_closing if closing else c.w_stability, c.w_auxiliary, c.w_joint_limits,
