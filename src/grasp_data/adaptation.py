@@ -16,7 +16,9 @@ weighted sum of six terms (distances in centimetres so the weights are O(1)):
 * **auxiliary contact** — the same for the palm and the other links (weight smaller);
 * **joint limits** — squared violation of the full joint vector's limits (couplings included);
 * **hand–object penetration** — :meth:`TorchHandKinematics.object_penetration` of the hand's
-  collision spheres against the object samples with normals;
+  collision spheres against the object samples with normals, at the grasp and with the fingers
+  ``start_open_fraction`` of the way toward the open pose (where the validator starts closing
+  them: opening can swing a finger into the object);
 * **self-penetration** — :meth:`TorchHandKinematics.self_penetration`.
 
 Initialisation from the demonstration: the hand is put at a random closure between its open
