@@ -1,6 +1,6 @@
 """Adaptation quality: the closing phase puts the fingers on the surface, the initial hypotheses
-are chosen by energy, the surface distance is right near edges, and validation closes toward
-the closed pose (small sizes)."""
+are chosen by energy, the surface distance is right near edges, validation closes toward the
+closed pose, and the hand also clears the object where the validator starts closing (small sizes)."""
 from __future__ import annotations
 
 from dataclasses import replace
@@ -23,17 +23,22 @@ from sim_bridge.mesh_objects import mesh_object
 CONFIG = AdaptationConfig(batch_size=4, iterations=80, closing_iterations=40, seed=3)
 
 
+def _hand_point_distances_m(model, instance, root_pose: np.ndarray, q: np.ndarray) -> np.ndarray:
+    """(B, P) signed distance of every hand surface point (root poses (B, 4, 4), joints (B, nq))
+    to a dense sampling of the surface (tangent plane of the nearest of 60k samples), metres;
+    negative = inside."""
+    pts, nrm, _ = instance.sample_surface(60000, seed=11)
+    with torch.no_grad():
+        P = model.kin.forward(torch.as_tensor(q), torch.as_tensor(root_pose)).points.numpy()
+    _, i = cKDTree(pts).query(P.reshape(-1, 3))
+    i = i.reshape(P.shape[:2])
+    return ((P - pts[i]) * nrm[i]).sum(-1)
+
+
 def _finger_gaps_m(model, instance, result, fingers) -> np.ndarray:
     """(B, F) signed distance of each finger's closest contact-link point to a dense sampling of
     the surface (tangent plane of the nearest of 60k samples), metres; negative = inside."""
-    pts, nrm, _ = instance.sample_surface(60000, seed=11)
-    tree = cKDTree(pts)
-    with torch.no_grad():
-        fk = model.kin.forward(torch.as_tensor(result.q), torch.as_tensor(result.root_pose))
-    P = fk.points.numpy()
-    _, i = tree.query(P.reshape(-1, 3))
-    i = i.reshape(P.shape[:2])
-    sd = ((P - pts[i]) * nrm[i]).sum(-1)
+    sd = _hand_point_distances_m(model, instance, result.root_pose, result.q)
     return np.stack([sd[:, model.finger_points[f]].min(axis=1) for f in fingers], axis=1)
 
 
@@ -117,15 +122,9 @@ def test_validation_closes_toward_the_closed_pose():
 def _start_depth_m(model, instance, result, open_fraction: float) -> np.ndarray:
     """(B,) deepest hand surface point inside ``instance`` with the fingers ``open_fraction`` of
     the way toward the open pose (where the validator starts closing), metres; ≤ 0 = clear."""
-    pts, nrm, _ = instance.sample_surface(60000, seed=11)
-    tree = cKDTree(pts)
     q_open = model.full(torch.as_tensor(model.q_open[None])).numpy()[0]      # every joint, as result.q
     q = result.q + open_fraction * (q_open - result.q)
-    with torch.no_grad():
-        P = model.kin.forward(torch.as_tensor(q), torch.as_tensor(result.root_pose)).points.numpy()
-    _, i = tree.query(P.reshape(-1, 3))
-    i = i.reshape(P.shape[:2])
-    return (-((P - pts[i]) * nrm[i]).sum(-1)).max(axis=1)
+    return -_hand_point_distances_m(model, instance, result.root_pose, q).min(axis=1)
 
 
 def test_the_hand_also_clears_the_object_where_the_validator_starts_closing(one_torch_thread):

@@ -310,6 +310,7 @@ class _Energy:
         dt = torch.float64
         self.obj = torch.as_tensor(samples.points, dtype=dt)
         self.obj_n = torch.as_tensor(samples.normals, dtype=dt)
+        self.q_open = torch.as_tensor(model.q_open, dtype=dt)          # (n_act,) the start-pose term's open pose
         self.tree = cKDTree(samples.points)
         #: Typical distance between neighbouring samples, metres.
         self.spacing_m = float(np.median(self.tree.query(samples.points, k=2)[0][:, 1]))
@@ -383,8 +384,7 @@ class _Energy:
             sdf = lambda x: self.signed_distance(x) - c.penetration_margin_m  # noqa: E731
         pen = m.kin.object_penetration(fk.sphere_centers, sdf=sdf) * _CM
         if c.start_open_fraction > 0:       # the pose the validator starts closing the hand from
-            q_open = torch.as_tensor(m.q_open, dtype=q_act.dtype)
-            start = m.kin.forward(m.full(q_act + c.start_open_fraction * (q_open - q_act)), T)
+            start = m.kin.forward(m.full(q_act + c.start_open_fraction * (self.q_open - q_act)), T)
             pen = pen + m.kin.object_penetration(start.sphere_centers, sdf=sdf) * _CM
         self_pen = m.self_penetration(fk.sphere_centers) * _CM
         terms = torch.stack([prior, stability, auxiliary, joint, pen, self_pen], dim=1)
