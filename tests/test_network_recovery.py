@@ -78,13 +78,14 @@ def hand() -> HandChain:
 
 
 def test_points_and_jacobian_in_one_call_equal_the_separate_calls(hand):
-    """The joint solve's merged FK call (points + finite-difference probes) gives exactly the separate values."""
+    """The joint solve's merged FK call (points + finite-difference probes) gives the separate values
+    (to rounding: a batch of another size may take another BLAS kernel, e.g. with AVX-512)."""
     gen = torch.Generator().manual_seed(3)
     q = hand.lower + torch.rand(3, 4, generator=gen, dtype=torch.float64) * (hand.upper - hand.lower)
     q[0] = hand.upper                                                  # probes step back inside the limits
     points, jac = hand.points_and_jacobian(q, 1e-3)
-    assert torch.equal(points, hand.points(q))
-    assert torch.equal(jac, hand.point_jacobian(q, hand.points(q), 1e-3))
+    torch.testing.assert_close(points, hand.points(q), rtol=0.0, atol=1e-14)
+    torch.testing.assert_close(jac, hand.point_jacobian(q, hand.points(q), 1e-3), rtol=0.0, atol=1e-10)
 
 
 def _random_grasp(hand: HandChain, gen: torch.Generator, n: int):
