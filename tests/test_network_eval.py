@@ -18,7 +18,7 @@ from functional_grasp.augment import AugmentConfig, AugmentInputError, run_augme
 from functional_grasp.cli import main
 from functional_grasp.eval_stats import wilson_interval
 from functional_grasp.net_deploy import HELDOUT_SEED_OFFSET, Deployer, DeployConfig, ObjectRef, Observation
-from functional_grasp.net_eval import RESULTS_FILE, run_network_eval
+from functional_grasp.net_eval import RESULTS_FILE, run_network_eval, summarize_records, summary_rows
 from functional_grasp.train_data import convert_engine_dataset
 from grasp_data.dataset import DatasetWriter, load_shard
 from grasp_data.engine import object_seed
@@ -218,6 +218,32 @@ def test_optimiser_baseline_is_judged_on_the_same_instances(trained, tmp_path):
         replace(FAST, backend="ransac")
 
 
+def _record(category: str, outcome: str, reason: str) -> dict:
+    """A deployment record of a judged top grasp (only the fields the summary reads)."""
+    ok = outcome == "success"
+    return {"name": f"{category}_{reason}", "category": category, "outcome": outcome, "stable": ok,
+            "stable_functional": ok, "validated": 1, "kept": int(ok), "held": int(ok), "top": {"reason": reason}}
+
+
+def test_summary_names_the_finger_that_misses_its_functional_part():
+    # The summary says which designated finger misses (a syringe's thumb off the plunger) and which
+    # avoidance region a hand touched, not only how many grasps failed the functional test.
+    records = [_record("syringe", "functional_miss", "functional_miss:thumb"),
+               _record("syringe", "functional_miss", "functional_miss:thumb"),
+               _record("syringe", "functional_miss", "functional_miss:index"),
+               _record("syringe", "avoid_contact", "avoid_contact:needle"),
+               _record("syringe", "displaced", "displaced:+y"),
+               _record("mug", "success", "ok")]
+    summary = summarize_records(records, HAND)
+    syringe = summary["per_category"]["syringe"]
+    assert syringe["failures"] == {"avoid_contact": 1, "displaced": 1, "functional_miss": 3}
+    assert syringe["failure_detail"] == {"avoid_contact": {"needle": 1}, "functional_miss": {"index": 1, "thumb": 2}}
+    assert summary["per_category"]["mug"]["failure_detail"] == {}
+    rows = {row[0]: row[-1] for row in summary_rows(summary)}
+    assert rows["syringe"] == "avoid_contact 1 (needle 1), displaced 1, functional_miss 3 (index 1, thumb 2)"
+    assert rows["mug"] == "-"
+
+
 def test_judge_all_reports_best_of_k_and_every_candidates_terms(trained, tmp_path, capsys):
     # What a perfect ranking would reach, and the data to study the ranking with: every candidate's
     # ranking terms (with the render's camera: the free-space terms) next to its verdict.
@@ -235,7 +261,7 @@ def test_judge_all_reports_best_of_k_and_every_candidates_terms(trained, tmp_pat
         assert [j["rank"] for j in judged] == list(range(len(judged)))
         assert all(a["cost"] <= b["cost"] for a, b in zip(judged, judged[1:]))          # best first
         assert judged[0]["reason"] == r["top"]["reason"] and judged[0]["stable"] == r["stable"]
-        assert all({"hidden_points", "near_points", "penetration_m"} <= set(j) for j in judged)
+        assert all({"hidden_points", "near_points", "penetration_m", "finger_distance_m"} <= set(j) for j in judged)
         assert sum(j["stable"] for j in judged) == r["held"] and sum(j["kept"] for j in judged) == r["kept"]
     best = results["overall"]["best_of_k"]
     assert best["stable"]["successes"] == sum(r["held"] > 0 for r in results["objects"])

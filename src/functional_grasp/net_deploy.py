@@ -204,10 +204,12 @@ def floating_proxy(cloud: np.ndarray):
 
 
 def _outcome_dict(o) -> dict[str, Any]:
-    """The verdict of one grasp as plain JSON types (NaN where not simulated)."""
+    """The verdict of one grasp as plain JSON types (NaN where not simulated; a designated finger
+    that touched nothing is infinitely far from its functional region)."""
     return {"reason": o.reason, "held": bool(o.held), "functional": bool(o.functional), "kept": bool(o.kept),
             "hand_contacts": int(o.hand_contacts), "max_displacement_m": float(o.max_displacement_m),
-            "initial_penetration_m": float(o.initial_penetration_m)}
+            "initial_penetration_m": float(o.initial_penetration_m),
+            "finger_distance_m": {f: float(d) for f, d in o.finger_distance_m.items()}}
 
 
 def is_stable(o) -> bool:

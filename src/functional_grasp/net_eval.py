@@ -31,7 +31,8 @@ SUMMARY_HEADERS = ("category", "objects", "stable [95 % CI]", "stable + function
 
 def summarize_records(records: Iterable[Mapping], hand: str) -> dict[str, Any]:
     """Per category and overall: objects, stable and stable + functional rates (Wilson 95 %),
-    failure reasons (of the stable + functional test), candidates kept / validated, and when every
+    failure reasons (of the stable + functional test; ``failure_detail`` names the finger of a
+    ``functional_miss`` and the region of an ``avoid_contact``), candidates kept / validated, and when every
     candidate was judged (``validate="all"``) the best-of-K rates: objects where *some* candidate is
     stable (stable and functional) — what a perfect ranking would reach.
 
@@ -46,6 +47,7 @@ def summarize_records(records: Iterable[Mapping], hand: str) -> dict[str, Any]:
                 "stable": rate(sum(bool(r["stable"]) for r in rs), len(rs)),
                 "stable_functional": rate(sum(bool(r["stable_functional"]) for r in rs), len(rs)),
                 "failures": dict(sorted(Counter(r["outcome"] for r in rs if r["outcome"] != "success").items())),
+                "failure_detail": _failure_detail(rs),
                 "candidates_validated": sum(r["validated"] for r in rs),
                 "candidates_kept": sum(r["kept"] for r in rs),
                 **({"best_of_k": {"stable": rate(sum(r["held"] > 0 for r in rs), len(rs)),
@@ -58,10 +60,31 @@ def summarize_records(records: Iterable[Mapping], hand: str) -> dict[str, Any]:
             "bad_instances": [r["name"] for r in records if r["outcome"] == BAD_INSTANCE]}
 
 
+#: Failure reasons whose detail (after the colon of the validator's reason) the summary counts.
+DETAILED_FAILURES = ("functional_miss", "avoid_contact")
+
+
+def _failure_detail(records: Sequence[Mapping]) -> dict[str, dict[str, int]]:
+    """reason → {finger or region: top-ranked grasps}, for :data:`DETAILED_FAILURES`."""
+    out: dict[str, Counter] = {}
+    for r in records:
+        reason = str((r.get("top") or {}).get("reason", ""))
+        kind, _, detail = reason.partition(":")
+        if r["outcome"] == kind and kind in DETAILED_FAILURES and detail:
+            out.setdefault(kind, Counter())[detail] += 1
+    return {k: dict(sorted(v.items())) for k, v in sorted(out.items())}
+
+
 def summary_rows(summary: Mapping) -> list[tuple]:
-    """Table rows of :func:`summarize_records` (one per category, then ``all``)."""
+    """Table rows of :func:`summarize_records` (one per category, then ``all``); a functional miss
+    names its fingers, an avoidance contact its regions: ``functional_miss 3 (index 2, thumb 1)``."""
     def fail(block: Mapping) -> str:
-        return ", ".join(f"{k} {v}" for k, v in block["failures"].items()) or "-"
+        detail = block.get("failure_detail", {})
+
+        def why(kind: str) -> str:
+            parts = ", ".join(f"{name} {n}" for name, n in detail.get(kind, {}).items())
+            return f" ({parts})" if parts else ""
+        return ", ".join(f"{k} {v}{why(k)}" for k, v in block["failures"].items()) or "-"
 
     rows = [(c, b["objects"], percent_ci(b["stable"]), percent_ci(b["stable_functional"]), fail(b))
             for c, b in summary["per_category"].items()]
