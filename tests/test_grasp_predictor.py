@@ -1,6 +1,8 @@
 """Grasp predictor backends: recovery on the real hand FK, the network predictor's ranking, fallbacks."""
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 import torch
@@ -110,7 +112,8 @@ def test_network_predictor_recovers_ranks_and_feeds_the_same_downstream_planner(
     pushed = pose.clone()
     pushed[:, :3, 3] += torch.as_tensor(good.approach) * 0.04                     # 4 cm into the object
     samples = torch.cat([kin.forward(q_full, root_pose=p).points for p in (pushed, pose)])
-    predictor = NetworkPredictor(hand, tiny_checkpoint, NetworkPredictorConfig(num_samples=2, refine_iterations=0))
+    predictor = NetworkPredictor(hand, tiny_checkpoint, NetworkPredictorConfig(num_samples=2, refine_iterations=0,
+                                                                               standoff_m=0.0))
     predictor.model = _Teacher(samples, TINY)
 
     candidates = predictor.predict(cloud, proxy, max_results=2)
@@ -123,9 +126,9 @@ def test_network_predictor_recovers_ranks_and_feeds_the_same_downstream_planner(
     assert all(best.q_squeeze[n] >= best.q_grasp[n] - 1e-9 for n in closing)
     if len(candidates) > 1:
         assert candidates[1].score < best.score and candidates[1].info["penetration_m"] > best.info["penetration_m"]
-    # With the refinement (default): the optimiser's grasp dips 2.5 mm into the cloud's surface; refined, it
+    # With the refinement: the optimiser's grasp dips 2.5 mm into the cloud's surface; refined, it
     # does not, and stays within a few mm; the good one still ranks first.
-    predictor = NetworkPredictor(hand, tiny_checkpoint, NetworkPredictorConfig(num_samples=2))
+    predictor = NetworkPredictor(hand, tiny_checkpoint, NetworkPredictorConfig(num_samples=2, standoff_m=0.0))
     predictor.model = _Teacher(samples, TINY)
     refined = predictor.predict(cloud, proxy, max_results=2)
     assert refined[0].info["sample"] == 1 and refined[0].info["refine_penetration_before_m"] > 1e-3
@@ -134,7 +137,8 @@ def test_network_predictor_recovers_ranks_and_feeds_the_same_downstream_planner(
     # With collision points (denser hand points in the penetration term) the refinement sees at least
     # as deep a dip, clears it too, and its fingertips stay within a centimetre or so (the hand turns
     # about its contacts, so the wrist moves more than without).
-    dense = NetworkPredictor(hand, tiny_checkpoint, NetworkPredictorConfig(num_samples=2, collision_points=1024))
+    dense = NetworkPredictor(hand, tiny_checkpoint, NetworkPredictorConfig(num_samples=2, collision_points=1024,
+                                                                           standoff_m=0.0))
     dense.model = _Teacher(samples, TINY)
     cleared = dense.predict(cloud, proxy, max_results=2)[0]
     assert cleared.info["sample"] == 1
@@ -151,6 +155,42 @@ def test_network_predictor_recovers_ranks_and_feeds_the_same_downstream_planner(
     result = planner.plan(cloud, start)
     assert result.success, result.reason
     assert result.candidate.info["backend"] == "network" and result.hand_goal == result.candidate.q_squeeze
+
+
+def test_every_candidate_backs_off_along_its_approach_by_the_standoff(hand, synthesizer, tiny_checkpoint):
+    # The wrist backs off along the palm normal after the ranking (the hand's standoff unless the config
+    # sets one): same order, same joints and orientation, the contacts moved with the hand; 0 leaves
+    # the grasps as recovered.
+    cloud = visible_cylinder()
+    proxy = build_object_proxy(cloud, 0.0, np.asarray(CAMERA_XYZ))
+    good = synthesizer.synthesize(proxy, max_results=1)[0]
+    _, kin, _ = cached_hand_chain(HAND, TINY.hand_points)
+    q_full = torch.as_tensor(full_vector(hand, good.q_grasp))[None]
+    poses = [torch.as_tensor(good.T_base_root)[None].clone() for _ in range(3)]
+    for pose, lift in zip(poses, (0.0, 0.01, 0.02)):
+        pose[:, 2, 3] += lift
+    samples = torch.cat([kin.forward(q_full, root_pose=p).points for p in poses])
+
+    def predict(of_hand=hand, **overrides):
+        predictor = NetworkPredictor(of_hand, tiny_checkpoint, NetworkPredictorConfig(num_samples=3, **overrides))
+        predictor.model = _Teacher(samples, TINY)
+        return predictor.predict(cloud, proxy, max_results=3)
+
+    flush, backed = predict(standoff_m=0.0), predict(dataclasses.replace(hand, network_standoff_m=0.004))
+    assert backed[0].info["standoff_m"] == 0.004 and flush[0].info["standoff_m"] == 0.0
+    assert len(backed) == len(flush) == 3
+    assert [c.info["sample"] for c in backed] == [c.info["sample"] for c in flush]
+    for a, b in zip(flush, backed):
+        np.testing.assert_allclose(b.T_base_root[:3, 3], a.T_base_root[:3, 3] - 0.004 * a.approach, atol=1e-9)
+        np.testing.assert_allclose(b.T_base_root[:3, :3], a.T_base_root[:3, :3], atol=1e-12)
+        np.testing.assert_allclose(b.approach, a.approach, atol=1e-12)
+        assert b.q_grasp == a.q_grasp and b.q_squeeze == a.q_squeeze
+        for finger, tip in a.contacts.items():
+            if tip is not None and b.contacts[finger] is not None:
+                np.testing.assert_allclose(b.contacts[finger], tip - 0.004 * a.approach, atol=1e-9)
+    deeper = predict(dataclasses.replace(hand, network_standoff_m=0.004), standoff_m=0.01)    # the config wins
+    assert all(np.isclose(np.linalg.norm(c.T_base_root[:3, 3] - a.T_base_root[:3, 3]), 0.01)
+               for c, a in zip(deeper, flush))
 
 
 def test_network_predictor_keeps_only_grasps_the_arm_can_take(hand, synthesizer, tiny_checkpoint):
@@ -239,7 +279,7 @@ def test_ranking_weighs_penetration_where_the_fingers_start_closing(hand, synthe
     for fraction in (0.0, 1.0):
         predictor = NetworkPredictor(hand, tiny_checkpoint, NetworkPredictorConfig(
             num_samples=1, refine_iterations=0, close_fingers=False, reachability=False, open_fraction=fraction,
-            weight_open_penetration=30.0))
+            weight_open_penetration=30.0, standoff_m=0.0))          # the terms are of the grasp before the standoff
         predictor.model = _Teacher(kin.forward(q_full, root_pose=pushed).points, TINY)
         found[fraction] = predictor.predict(cloud, proxy, max_results=1)[0]
     info = found[0.0].info
@@ -260,7 +300,7 @@ def test_ranking_demotes_hands_that_start_behind_the_visible_side(hand, synthesi
     cloud, proxy, _, kin, q_full, pose, pushed = _cylinder_grasp_pushed_in(hand, synthesizer, 0.02)
     samples = torch.cat([kin.forward(q_full, root_pose=p).points for p in (pushed, pose)])
     config = NetworkPredictorConfig(num_samples=2, refine_iterations=0, close_fingers=False, reachability=False,
-                                    weight_penetration=0.0, weight_contact=0.0)
+                                    weight_penetration=0.0, weight_contact=0.0, standoff_m=0.0)
     predictor = NetworkPredictor(hand, tiny_checkpoint, config)
     predictor.model = _Teacher(samples, TINY)
 
@@ -287,3 +327,6 @@ def test_network_predictor_config_refuses_bad_refinement_settings():
         NetworkPredictorConfig(refine_iterations=-1)
     with pytest.raises(ValueError, match="refine_margin_m"):
         NetworkPredictorConfig(refine_margin_m=float("nan"))
+    for bad in (-0.001, 0.2, float("nan")):
+        with pytest.raises(ValueError, match="standoff_m"):
+            NetworkPredictorConfig(standoff_m=bad)

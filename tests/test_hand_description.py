@@ -72,6 +72,14 @@ def test_description_validates_palm_normal():
         dataclasses.replace(hand, palm_normal=(0.0, 2.0, 0.0))
 
 
+def test_description_validates_the_network_standoff():
+    hand = load_hand("oymotion")
+    assert 0.0 <= hand.network_standoff_m <= 0.05
+    for bad in (-0.001, 0.2, float("nan")):
+        with pytest.raises(ValueError, match="network_standoff_m"):
+            dataclasses.replace(hand, network_standoff_m=bad)
+
+
 def test_shadow_declares_no_couplings_and_plans_its_22_finger_joints():
     """J1/J2 stay independent (underactuated tendon, no fixed ratio): A is the identity on them."""
     hand = load_hand("shadow")

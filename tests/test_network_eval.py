@@ -271,11 +271,11 @@ def test_judge_all_reports_best_of_k_and_every_candidates_terms(trained, tmp_pat
 
 def test_oracle_true_matrices_reproduce_the_kept_grasp_through_recovery(trained, tmp_path, capsys):
     """`--oracle DATASET`: the recovery gets the true matrix of the dataset's kept hammer grasp; without
-    refinement and closure it rebuilds that grasp, which the judge keeps again."""
+    refinement, closure and standoff it rebuilds that grasp, which the judge keeps again."""
     checkpoint, data = trained
     common = ["eval", "--network", str(checkpoint), "--hand", HAND, "--oracle", str(data), "--category", "hammer",
               "--objects", "1", "--samples", "3", "--view", "partial", "--collision", "hull", "--judge-all",
-              "--no-progress"]
+              "--no-progress", "--standoff-mm", "0"]
     assert main([*common, "--refine-iterations", "0", "--no-closure", "--out", str(tmp_path / "raw")]) == 0
     raw = json.loads((tmp_path / "raw" / RESULTS_FILE).read_text())
     record = raw["objects"][0]
@@ -284,13 +284,17 @@ def test_oracle_true_matrices_reproduce_the_kept_grasp_through_recovery(trained,
     assert record["top"]["fit_residual_m"] < 1e-6
     assert record["top"]["oracle_moved_m"] < 1e-6 and record["top"]["oracle_turned_deg"] < 1e-3
     assert "oracle: 1/1 true grasps (100.0 %)" in capsys.readouterr().out
+    # Without --standoff-mm the OYMotion hand's own standoff backs the rebuilt grasp off 4 mm.
+    assert main([*common[:-2], "--refine-iterations", "0", "--no-closure", "--out", str(tmp_path / "off")]) == 0
+    top = json.loads((tmp_path / "off" / RESULTS_FILE).read_text())["objects"][0]["top"]
+    assert top["oracle_moved_m"] == pytest.approx(0.004, abs=1e-6) and top["standoff_m"] == 0.004
 
 
 def test_oracle_offset_shifts_the_true_grasp_by_the_given_distance(trained, tmp_path, capsys):
     checkpoint, data = trained
     common = ["eval", "--network", str(checkpoint), "--hand", HAND, "--oracle", str(data), "--category", "hammer",
               "--objects", "1", "--samples", "2", "--view", "partial", "--collision", "hull", "--no-progress",
-              "--refine-iterations", "0", "--no-closure"]
+              "--refine-iterations", "0", "--no-closure", "--standoff-mm", "0"]
     assert main([*common, "--oracle-offset-m", "0.02", "--out", str(tmp_path / "shifted")]) == 0
     top = json.loads((tmp_path / "shifted" / RESULTS_FILE).read_text())["objects"][0]["top"]
     assert top["oracle_moved_m"] == pytest.approx(0.02, abs=1e-6) and top["oracle_turned_deg"] < 1e-3

@@ -110,6 +110,9 @@ def add_eval_parser(sub) -> None:
     net.add_argument("--free-fingers", choices=("close", "stay"), default=None,
                      help="closure of a finger that touches nothing of the observed surface: close it fully or "
                           "leave it at its recovered joints (default: the planner's, NetworkPredictorConfig.free_fingers)")
+    net.add_argument("--standoff-mm", type=_millimetres, default=None, metavar="MM",
+                     help="after the ranking, back each candidate's wrist off this far along its approach axis "
+                          "(default: the hand's network_standoff_m, config/hands/<hand>.yaml; 0 = off)")
     net.add_argument("--completion", type=Path, default=None, metavar="CKPT",
                      help="shape-completion checkpoint: the refinement and closure see the view plus its guessed "
                           "unseen side (fgrasp completion train; default: none, the view alone)")

@@ -67,6 +67,7 @@ def cmd_network_eval(args: argparse.Namespace, rep: Reporter) -> int:
                           seed=args.seed, refine_iterations=args.refine_iterations, close_fingers=not args.no_closure,
                           refine_margin_m=args.refine_margin_mm / 1000.0, collision_points=args.collision_points,
                           free_fingers=getattr(args, "free_fingers", None),
+                          standoff_m=None if getattr(args, "standoff_mm", None) is None else args.standoff_mm / 1000.0,
                           completion=None if getattr(args, "completion", None) is None else str(args.completion),
                           backend="optimiser" if args.baseline_optimiser else "network")
     oracle = getattr(args, "oracle", None)

@@ -112,6 +112,9 @@ class HandDescription:
     fingertip_offsets: dict[str, tuple[float, float, float]] = field(default_factory=dict)
     #: servos for models without actuators (None: the model brings its own).
     actuators: ActuatorGains | None = None
+    #: metres: the D(R,O) network's candidates back off this far along their approach axis after the
+    #: ranking (``NetworkPredictorConfig.standoff_m``), measured per hand (README, "Standoff").
+    network_standoff_m: float = 0.0
 
     def __post_init__(self) -> None:
         if "thumb" not in self.fingertips:
@@ -122,6 +125,8 @@ class HandDescription:
         unknown = set(self.fingertip_offsets) - set(self.fingertips)
         if unknown:
             raise ValueError(f"hand '{self.name}': fingertip offsets for unknown fingers {sorted(unknown)}")
+        if not 0.0 <= self.network_standoff_m <= 0.05:
+            raise ValueError(f"hand '{self.name}': network_standoff_m must be in [0, 0.05] m, got {self.network_standoff_m}")
         followers = [c.follower for c in self.couplings]
         if len(set(followers)) != len(followers):
             raise ValueError(f"hand '{self.name}': a joint follows more than one leader: {followers}")
@@ -341,6 +346,7 @@ def load_hand(name: str) -> HandDescription:
         closed_pose={k: float(v) for k, v in (cfg.get("closed_pose") or {}).items()},
         couplings=tuple(JointCoupling(*c) for c in joint_couplings(load_model_spec(model_path))),
         actuators=None if act is None else ActuatorGains(**{k: float(v) for k, v in act.items()}),
+        network_standoff_m=float(cfg.get("network_standoff_m", 0.0)),
     )
     for label, pose in (("open_pose", hand.open_pose), ("closed_pose", hand.closed_pose)):
         bad = set(pose) - set(hand.actuated_joints)
