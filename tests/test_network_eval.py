@@ -244,6 +244,18 @@ def test_summary_names_the_finger_that_misses_its_functional_part():
     assert rows["mug"] == "-"
 
 
+def test_summary_compares_the_simulated_check_with_the_judge():
+    # How far a user can trust the planner's check: of the top grasps it passed, how many the judge held.
+    records = [_record("mug", "success", "ok"), _record("mug", "success", "ok"),
+               _record("mug", "no_contact", "no_contact"), _record("mug", "displaced", "displaced:+x")]
+    for r, held in zip(records, (True, False, True, False)):
+        r["top"]["sim_check_held"] = held
+    check = summarize_records(records, HAND)["overall"]["sim_check"]
+    assert check == {"checked": 4, "held_on_estimate": 2, "held_on_estimate_and_stable": 1,
+                     "stable_not_held_on_estimate": 1}
+    assert "sim_check" not in summarize_records([_record("mug", "success", "ok")], HAND)["overall"]
+
+
 def test_judge_all_reports_best_of_k_and_every_candidates_terms(trained, tmp_path, capsys):
     # What a perfect ranking would reach, and the data to study the ranking with: every candidate's
     # ranking terms (with the render's camera: the free-space terms) next to its verdict.

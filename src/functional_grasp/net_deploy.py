@@ -138,6 +138,8 @@ class DeployConfig:
         completion: shape-completion checkpoint for the refinement and closure's surface, or None (the view alone).
         standoff_m: the predictor's wrist standoff after the ranking, metres; None = the hand's
             (:class:`~grasp_planner.grasp_predictor.NetworkPredictorConfig`).
+        sim_check: the predictor's simulated check of every candidate on the shape estimated from
+            the view (:class:`~grasp_planner.grasp_predictor.NetworkPredictorConfig`).
         backend: whose grasps are judged: ``"network"``, or ``"optimiser"`` — the planner's
             synthesiser on the same instances and views, as a baseline (no functional notion).
     """
@@ -159,6 +161,7 @@ class DeployConfig:
     free_fingers: str | None = None
     completion: str | None = None
     standoff_m: float | None = None
+    sim_check: bool = True
     backend: str = "network"
 
     def __post_init__(self) -> None:
@@ -247,6 +250,7 @@ class Deployer:
             num_samples=config.samples, reachability=False, max_penetration_m=float("inf"), seed=config.seed,
             refine_iterations=config.refine_iterations, refine_margin_m=config.refine_margin_m,
             collision_points=config.collision_points, close_fingers=config.close_fingers,
+            sim_check=config.sim_check,
             **({} if config.free_fingers is None else {"free_fingers": config.free_fingers}),
             **({} if config.standoff_m is None else {"standoff_m": config.standoff_m})),
             completion=config.completion)

@@ -52,12 +52,25 @@ def summarize_records(records: Iterable[Mapping], hand: str) -> dict[str, Any]:
                 "candidates_kept": sum(r["kept"] for r in rs),
                 **({"best_of_k": {"stable": rate(sum(r["held"] > 0 for r in rs), len(rs)),
                                   "stable_functional": rate(sum(r["kept"] > 0 for r in rs), len(rs))}}
-                   if any(r["validated"] > 1 for r in rs) else {})}
+                   if any(r["validated"] > 1 for r in rs) else {}),
+                **_sim_check_block(rs)}
 
     categories = sorted({r["category"] for r in counted})
     return {"per_category": {c: block([r for r in counted if r["category"] == c]) for c in categories},
             "overall": block(counted),
             "bad_instances": [r["name"] for r in records if r["outcome"] == BAD_INSTANCE]}
+
+
+def _sim_check_block(records: Sequence[Mapping]) -> dict[str, Any]:
+    """``{"sim_check": {"checked", "held_on_estimate", "held_on_estimate_and_stable", "stable_not_held_on_estimate"}}``:
+    how the predictor's simulated check judged the top-ranked grasps against the judge (empty without a check)."""
+    tops = [(r.get("top") or {}, bool(r["stable"])) for r in records]
+    checked = [(bool(t["sim_check_held"]), stable) for t, stable in tops if "sim_check_held" in t]
+    if not checked:
+        return {}
+    return {"sim_check": {"checked": len(checked), "held_on_estimate": sum(h for h, _ in checked),
+                          "held_on_estimate_and_stable": sum(h and s for h, s in checked),
+                          "stable_not_held_on_estimate": sum(s and not h for h, s in checked)}}
 
 
 #: Failure reasons whose detail (after the colon of the validator's reason) the summary counts.

@@ -69,6 +69,7 @@ def cmd_network_eval(args: argparse.Namespace, rep: Reporter) -> int:
                           free_fingers=getattr(args, "free_fingers", None),
                           standoff_m=None if getattr(args, "standoff_mm", None) is None else args.standoff_mm / 1000.0,
                           completion=None if getattr(args, "completion", None) is None else str(args.completion),
+                          sim_check=not getattr(args, "no_sim_check", False),
                           backend="optimiser" if args.baseline_optimiser else "network")
     oracle = getattr(args, "oracle", None)
     if oracle is not None and args.baseline_optimiser:
@@ -109,6 +110,11 @@ def cmd_network_eval(args: argparse.Namespace, rep: Reporter) -> int:
     if best:
         rep.line(f"best of {args.samples} (every candidate judged): stable {percent_ci(best['stable'])}, "
                  f"stable + functional {percent_ci(best['stable_functional'])}")
+    check = results["overall"].get("sim_check")
+    if check:
+        rep.line(f"simulated check (the shape estimated from the view): the top-ranked grasp held on it for "
+                 f"{check['held_on_estimate']}/{check['checked']} objects, {check['held_on_estimate_and_stable']} of "
+                 f"them stable in the judge; {check['stable_not_held_on_estimate']} stable without passing it")
     if results["bad_instances"]:
         rep.line(f"not counted (the generator's draw failed): {', '.join(results['bad_instances'])}")
     rep.line(f"wrote {args.out / RESULTS_FILE}")

@@ -125,8 +125,8 @@ def bench_predictor(cloud: np.ndarray, hand_name: str, checkpoint: str | None = 
                     completion: str | None = None, collision_points: int = 0) -> dict[str, float]:
     """Time the planner's network backend end to end: object cloud → ranked grasp candidates.
 
-    Per run and K: object proxy, network forward with K prior samples, recovery, and ranking
-    (penetration, table, fingertip contact), then the arm check best first (hand capsule vs table, Franka
+    Per run and K: object proxy, network forward with K prior samples, recovery, ranking
+    (penetration, table, fingertip contact) and the simulated check of every candidate, then the arm check best first (hand capsule vs table, Franka
     IK of grasp and pre-grasp) until min(K, the planner's ``num_candidates``) are kept or none is left —
     everything the planner's
     ``grasp_synthesis`` stage does with ``grasp_backend: network``.
@@ -146,7 +146,8 @@ def bench_predictor(cloud: np.ndarray, hand_name: str, checkpoint: str | None = 
             refinement iterations and a 3 mm margin (the opt-in refinement; keys ``…_collision``).
 
     Returns:
-        ``predict_k{K}[_completion|_collision]_{median,p95}_ms``, ``candidates_k{K}`` (median kept after ranking),
+        ``predict_k{K}[_no_sim_check|_completion|_collision]_{median,p95}_ms`` (``_no_sim_check``: the
+        same without the simulated check), ``candidates_k{K}`` (median kept after ranking),
         ``trained_checkpoint`` (1 shipped/given, 0 untrained), ``peak_rss_mb``.
     """
     import tempfile
@@ -169,14 +170,16 @@ def bench_predictor(cloud: np.ndarray, hand_name: str, checkpoint: str | None = 
                 path = save_checkpoint(Path(tmp) / "untrained.safetensors",
                                        DRONetwork(NetworkConfig(hand=hand_name, use_image=False)))
             result: dict[str, float] = {"trained_checkpoint": float(trained)}
-            variants = [(None, {}), (completion, {})] if completion else [(None, {})]
+            variants = [("", None, {}), ("_no_sim_check", None, {"sim_check": False})]
+            if completion:
+                variants.append(("_completion", completion, {}))
             if collision_points > 0:
-                variants.append((None, {"collision_points": collision_points, "refine_iterations": 30,
-                                        "refine_margin_m": 0.003}))
-            for k, (with_completion, extra) in [(k, v) for k in samples for v in variants]:
+                variants.append(("_collision", None, {"collision_points": collision_points, "refine_iterations": 30,
+                                                      "refine_margin_m": 0.003}))
+            for k, (suffix, with_completion, extra) in [(k, v) for k in samples for v in variants]:
                 predictor = NetworkPredictor(hand, path, NetworkPredictorConfig(num_samples=k, threads=threads, **extra),
                                              completion=with_completion)
-                key = f"k{k}" + ("_completion" if with_completion else "") + ("_collision" if extra else "")
+                key = f"k{k}{suffix}"
                 wanted = min(k, PlannerConfig().num_candidates)      # the planner asks for its num_candidates
                 times, kept = [], []
                 for run in range(runs + 1):
