@@ -11,7 +11,9 @@ the planner then runs the same IK, motion planning and safety checks on either.
   closes until it touches that surface) → ranking by fit residual, penetration of the object proxy
   and the table, fingertip contact, fingers that never reach the object and, given the camera
   position, hand points hidden behind the visible surface (:mod:`~grasp_planner.network.visibility`)
-  against hand points close to the cloud → best first, only the
+  against hand points close to the cloud → the wrist standoff → the simulated check (every candidate
+  closed and shaken in MuJoCo on the object shape estimated from the view; those that hold first:
+  :mod:`~grasp_planner.network.sim_check`) → best first, only the
   candidates the arm can take: the hand's planning capsule clears the table at the grasp and the
   pre-grasp, and the Franka IK reaches both on one branch (the planner's own checks).
 
