@@ -376,7 +376,7 @@ def test_params_file_has_the_agreed_keys_per_node():
                           "num_candidates", "seed", "velocity_scale", "command_target", "arm_command_topic",
                           "hand_command_topic", "hand_command_type", "hand_setpoint_rate_hz",
                           "grasp_backend", "grasp_checkpoint", "network_samples", "completion_checkpoint",
-                          "network_fallback", "sim_check"},
+                          "network_fallback"},
     }
     every_node = {n.name for g in load_graphs().values() for n in g.nodes}
     assert every_node <= set(params)

@@ -269,7 +269,7 @@ def build_planner(hand_name: str, planner_params: dict | None = None):
                         grasp_backend=str(get("grasp_backend")), grasp_checkpoint=str(get("grasp_checkpoint")),
                         network_samples=int(get("network_samples")),
                         completion_checkpoint=str(get("completion_checkpoint")),
-                        network_fallback=bool(get("network_fallback")), sim_check=bool(get("sim_check")))
+                        network_fallback=bool(get("network_fallback")))
     backend = builtin_backend(hand, cfg, float(get("velocity_scale")), kinematics)
     return GraspPlanner(hand, backend, cfg, kinematics=kinematics)
 

@@ -113,9 +113,10 @@ def add_eval_parser(sub) -> None:
     net.add_argument("--standoff-mm", type=_millimetres, default=None, metavar="MM",
                      help="after the ranking, back each candidate's wrist off this far along its approach axis "
                           "(default: the hand's network_standoff_m, config/hands/<hand>.yaml; 0 = off)")
-    net.add_argument("--no-sim-check", action="store_true",
-                     help="rank without the simulated check of every candidate on the shape estimated from the view "
-                          "(the planner's default puts the candidates that hold on it first: README, 'Simulated check')")
+    net.add_argument("--sim-check", choices=("on", "off"), default=None,
+                     help="judge every candidate in MuJoCo on the shape estimated from the view and rank those that hold "
+                          "first (default: the hand's network_sim_check, config/hands/<hand>.yaml: OYMotion on; README, "
+                          "'Simulated check')")
     net.add_argument("--completion", type=Path, default=None, metavar="CKPT",
                      help="shape-completion checkpoint: the refinement and closure see the view plus its guessed "
                           "unseen side (fgrasp completion train; default: none, the view alone)")

@@ -139,7 +139,7 @@ class DeployConfig:
         standoff_m: the predictor's wrist standoff after the ranking, metres; None = the hand's
             (:class:`~grasp_planner.grasp_predictor.NetworkPredictorConfig`).
         sim_check: the predictor's simulated check of every candidate on the shape estimated from
-            the view (:class:`~grasp_planner.grasp_predictor.NetworkPredictorConfig`).
+            the view; None = the hand's (:class:`~grasp_planner.grasp_predictor.NetworkPredictorConfig`).
         backend: whose grasps are judged: ``"network"``, or ``"optimiser"`` — the planner's
             synthesiser on the same instances and views, as a baseline (no functional notion).
     """
@@ -161,7 +161,7 @@ class DeployConfig:
     free_fingers: str | None = None
     completion: str | None = None
     standoff_m: float | None = None
-    sim_check: bool = True
+    sim_check: bool | None = None
     backend: str = "network"
 
     def __post_init__(self) -> None:

@@ -69,7 +69,7 @@ def cmd_network_eval(args: argparse.Namespace, rep: Reporter) -> int:
                           free_fingers=getattr(args, "free_fingers", None),
                           standoff_m=None if getattr(args, "standoff_mm", None) is None else args.standoff_mm / 1000.0,
                           completion=None if getattr(args, "completion", None) is None else str(args.completion),
-                          sim_check=not getattr(args, "no_sim_check", False),
+                          sim_check={"on": True, "off": False}.get(getattr(args, "sim_check", None)),
                           backend="optimiser" if args.baseline_optimiser else "network")
     oracle = getattr(args, "oracle", None)
     if oracle is not None and args.baseline_optimiser:

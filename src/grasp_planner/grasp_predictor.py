@@ -194,11 +194,12 @@ class NetworkPredictorConfig:
             pre-grasp, and the Franka IK reaches the grasp and the pre-grasp on one branch.
         approach_offset_m: pre-grasp stand-off along the approach for that check (the planner's
             ``approach_offset_m``), metres.
-        sim_check: after the ranking and the standoff, judge every candidate in MuJoCo on the object
-            shape estimated from the view (plus the shape completion's guess of the unseen side) and
-            put those that hold first, in ranking order (:mod:`~grasp_planner.network.sim_check`;
-            README, "Simulated check"). Each candidate's ``info`` records ``sim_check_held`` and
-            ``sim_check_reason``.
+        sim_check: after the ranking, the standoff and the arm check, judge the candidates in MuJoCo
+            on the object shape estimated from the view (plus the shape completion's guess of the
+            unseen side) and put those that hold first, in ranking order
+            (:mod:`~grasp_planner.network.sim_check`; README, "Simulated check"); None = the hand's
+            ``network_sim_check`` (OYMotion on, Shadow and Inspire off). A judged candidate's ``info``
+            records ``sim_check_held`` and ``sim_check_reason``.
         threads: torch threads while predicting (restored afterwards). 1 by default: on this 2-core
             CPU with one core busy elsewhere, 2 threads made a 32-sample request 16x slower (13.9 s
             instead of 0.86 s; OpenMP threads waiting for the busy core).
@@ -231,7 +232,7 @@ class NetworkPredictorConfig:
     free_fingers: str = "stay"
     reachability: bool = True
     approach_offset_m: float = 0.10
-    sim_check: bool = True
+    sim_check: bool | None = None
     threads: int = 1
     seed: int = 0
 
@@ -316,7 +317,7 @@ class NetworkPredictor(GraspPredictor):
             self.use_completion(completion)
         self._rejected: dict[str, int] = {}
         self._sim_check, self._check_completion = None, None
-        if self.config.sim_check:
+        if hand.network_sim_check if self.config.sim_check is None else self.config.sim_check:
             self._setup_sim_check()
         if self.config.reachability and kinematics is None:
             from grasp_planner.franka_ik import FrankaKinematics
@@ -666,20 +667,25 @@ class NetworkPredictor(GraspPredictor):
         q_open = self.hand.expand(self.hand.open_pose)
         by_name = lambda q: self.hand.expand(dict(zip(self.chain.joint_names, q.tolist())))  # noqa: E731
         order = [i for i in ranking.order.tolist() if np.isfinite(float(ranking.cost[i]))]
-        checked: dict[int, dict] = {}
-        if self._sim_check is not None and order:
-            order, checked = self._simulated_check(cloud, visible, camera_xyz, order, wrist,
-                                                   [by_name(sol.q[i].numpy()) for i in order])
-        results = []
+        # The arm check first (best first; every candidate when the simulated check follows, so the
+        # check picks among grasps the arm can take), then the simulated check reorders those.
+        reachable = []
         for idx in order:
-            if len(results) >= max_results:
+            if self._sim_check is None and len(reachable) >= max_results:
                 break
-            unit_approach = approach[idx]
-            why = (self.arm_rejection(wrist[idx], unit_approach, proxy.table_z, cloud)
+            why = (self.arm_rejection(wrist[idx], approach[idx], proxy.table_z, cloud)
                    if self.config.reachability else "")
             if why:
                 self._rejected[why] = self._rejected.get(why, 0) + 1
-                continue
+            else:
+                reachable.append(idx)
+        checked: dict[int, dict] = {}
+        if self._sim_check is not None and reachable:
+            reachable, checked = self._simulated_check(cloud, visible, camera_xyz, reachable, wrist,
+                                                       [by_name(sol.q[i].numpy()) for i in reachable])
+        results = []
+        for idx in reachable[:max_results]:
+            unit_approach = approach[idx]
             q_act = sol.q[idx].numpy()
             gaps = proxy.signed_distance(tips[idx])
             results.append(GraspCandidate(
@@ -709,12 +715,16 @@ class NetworkPredictor(GraspPredictor):
             wrist: (K, 4, 4) every candidate's hand root pose after the standoff.
             q_by_name: each of ``order``'s joint angles by name, radians.
 
+        Candidates are judged best first, a chunk at a time, until a chunk holds one
+        (:meth:`~grasp_planner.network.sim_check.SimCheck.judge`): the first candidate that holds is the
+        one a full check would put first, at a fraction of the cost when the ranking is good.
+
         Returns:
-            The new order (held on the estimate first, each group in ranking order) and per candidate
-            the ``info`` entries ``sim_check_held`` / ``sim_check_reason``. A cloud that gives no shape
-            leaves the order as it is and says why in ``sim_check_reason``.
+            The new order (held on the estimate, then not judged, then failed; each group in ranking
+            order) and per judged candidate the ``info`` entries ``sim_check_held`` / ``sim_check_reason``.
+            A cloud that gives no shape leaves the order as it is and says why in ``sim_check_reason``.
         """
-        from grasp_planner.network.sim_check import ShapeEstimateError, estimate_shape, inward_directions
+        from grasp_planner.network.sim_check import ShapeEstimateError, estimate_shape, holds, inward_directions
 
         cfg = self._sim_check.config
         points = np.asarray(cloud, np.float64).reshape(-1, 3)
@@ -726,10 +736,13 @@ class NetworkPredictor(GraspPredictor):
         except ShapeEstimateError as exc:
             return order, {i: {"sim_check_reason": f"no shape estimate: {exc}"} for i in order}
         q = np.array([[q_i[j] for j in self.hand.joint_names] for q_i in q_by_name])
-        outcomes = self._sim_check.judge(shape, wrist[order], q)
-        held = {i: bool(o.held and o.hand_contacts > 0) for i, o in zip(order, outcomes)}
-        info = {i: {"sim_check_held": held[i], "sim_check_reason": o.reason} for i, o in zip(order, outcomes)}
-        return [i for i in order if held[i]] + [i for i in order if not held[i]], info
+        outcomes = dict(zip(order, self._sim_check.judge(shape, wrist[order], q, stop_after_held=True)))
+        info = {i: {"sim_check_held": holds(o), "sim_check_reason": o.reason} for i, o in outcomes.items()
+                if o is not None}
+        held = [i for i in order if holds(outcomes[i])]
+        unchecked = [i for i in order if outcomes[i] is None]
+        failed = [i for i in order if outcomes[i] is not None and not holds(outcomes[i])]
+        return held + unchecked + failed, info
 
 
 def default_completion_checkpoint() -> Path:

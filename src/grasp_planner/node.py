@@ -114,7 +114,6 @@ class PlannerNodeConfig:
     network_samples: int = _PLANNER.network_samples
     completion_checkpoint: str = _PLANNER.completion_checkpoint
     network_fallback: bool = _PLANNER.network_fallback
-    sim_check: bool = _PLANNER.sim_check
 
     @property
     def hardware(self) -> hardware.HardwareConfig:
@@ -209,9 +208,6 @@ _PARAMETERS = {
                               "(a missing or unusable file warns and plans without it)", None, None),
     "network_fallback": (_D.network_fallback, "grasp_backend network: when none of the network's candidates passes "
                          "IK and motion planning (or it has none), try the optimiser's", None, None),
-    "sim_check": (_D.sim_check, "grasp_backend network: judge every candidate in MuJoCo on the object shape estimated "
-                  "from the view (plus the shipped shape completion's unseen side) and try those that hold first",
-                  None, None),
 }
 
 
@@ -339,8 +335,7 @@ class PlannerNode(Node):
             hand_command_type=p["hand_command_type"], hand_joint_order=tuple(p["hand_joint_order"] or ()),
             hand_setpoint_rate_hz=float(p["hand_setpoint_rate_hz"]), grasp_backend=p["grasp_backend"],
             grasp_checkpoint=p["grasp_checkpoint"], network_samples=int(p["network_samples"]),
-            completion_checkpoint=p["completion_checkpoint"], network_fallback=bool(p["network_fallback"]),
-            sim_check=bool(p["sim_check"]))
+            completion_checkpoint=p["completion_checkpoint"], network_fallback=bool(p["network_fallback"]))
 
     def _parameter_value(self, name: str):
         """The parameter's value; None for a typed parameter declared without a default and not set."""
@@ -355,8 +350,7 @@ class PlannerNode(Node):
                              table_z_m=cfg.table_z_m, num_candidates=cfg.num_candidates,
                              camera_xyz=cfg.camera_xyz, grasp_backend=cfg.grasp_backend,
                              grasp_checkpoint=cfg.grasp_checkpoint, network_samples=cfg.network_samples,
-                             completion_checkpoint=cfg.completion_checkpoint, network_fallback=cfg.network_fallback,
-                             sim_check=cfg.sim_check)
+                             completion_checkpoint=cfg.completion_checkpoint, network_fallback=cfg.network_fallback)
 
     def _make_backend(self) -> MotionBackend:
         cfg, hand = self.config, self.hand

@@ -45,8 +45,6 @@ class PlannerConfig:
                                           # surface ("" = none: the view alone)
     network_fallback: bool = True         # network backend: when none of its candidates passes IK and motion
                                           # planning (or it has none), try the optimiser's candidates
-    sim_check: bool = True                # network backend: judge every candidate in MuJoCo on the shape
-                                          # estimated from the view, those that hold first
 
     def __post_init__(self) -> None:
         if self.grasp_backend not in GRASP_BACKENDS:
@@ -114,8 +112,7 @@ class GraspPlanner:
         self.predictor = predictor or make_grasp_predictor(
             self.config.grasp_backend, hand, self.synthesizer, self.config.grasp_checkpoint or None,
             NetworkPredictorConfig(num_samples=self.config.network_samples,
-                                   approach_offset_m=self.config.approach_offset_m,
-                                   sim_check=self.config.sim_check), self.kinematics, warn,
+                                   approach_offset_m=self.config.approach_offset_m), self.kinematics, warn,
             arm_check=self._arm_check(), completion=self.config.completion_checkpoint or None)
         self._root_to_flange = np.linalg.inv(hand.mount_transform)
 

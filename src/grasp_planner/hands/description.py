@@ -115,6 +115,9 @@ class HandDescription:
     #: metres: the D(R,O) network's candidates back off this far along their approach axis after the
     #: ranking (``NetworkPredictorConfig.standoff_m``), measured per hand (README, "Standoff").
     network_standoff_m: float = 0.0
+    #: the network predictor's simulated check of its candidates is on by default for this hand
+    #: (``NetworkPredictorConfig.sim_check``), measured per hand (README, "Simulated check").
+    network_sim_check: bool = False
 
     def __post_init__(self) -> None:
         if "thumb" not in self.fingertips:
@@ -347,6 +350,7 @@ def load_hand(name: str) -> HandDescription:
         couplings=tuple(JointCoupling(*c) for c in joint_couplings(load_model_spec(model_path))),
         actuators=None if act is None else ActuatorGains(**{k: float(v) for k, v in act.items()}),
         network_standoff_m=float(cfg.get("network_standoff_m", 0.0)),
+        network_sim_check=bool(cfg.get("network_sim_check", False)),
     )
     for label, pose in (("open_pose", hand.open_pose), ("closed_pose", hand.closed_pose)):
         bad = set(pose) - set(hand.actuated_joints)

@@ -146,8 +146,8 @@ def bench_predictor(cloud: np.ndarray, hand_name: str, checkpoint: str | None = 
             refinement iterations and a 3 mm margin (the opt-in refinement; keys ``…_collision``).
 
     Returns:
-        ``predict_k{K}[_no_sim_check|_completion|_collision]_{median,p95}_ms`` (``_no_sim_check``: the
-        same without the simulated check), ``candidates_k{K}`` (median kept after ranking),
+        ``predict_k{K}[_sim_check|_no_sim_check|_completion|_collision]_{median,p95}_ms`` (the hand's
+        default, then with the simulated check switched the other way), ``candidates_k{K}`` (median kept after ranking),
         ``trained_checkpoint`` (1 shipped/given, 0 untrained), ``peak_rss_mb``.
     """
     import tempfile
@@ -170,7 +170,8 @@ def bench_predictor(cloud: np.ndarray, hand_name: str, checkpoint: str | None = 
                 path = save_checkpoint(Path(tmp) / "untrained.safetensors",
                                        DRONetwork(NetworkConfig(hand=hand_name, use_image=False)))
             result: dict[str, float] = {"trained_checkpoint": float(trained)}
-            variants = [("", None, {}), ("_no_sim_check", None, {"sim_check": False})]
+            other = not hand.network_sim_check             # the hand's default, then the other way
+            variants = [("", None, {}), ("_sim_check" if other else "_no_sim_check", None, {"sim_check": other})]
             if completion:
                 variants.append(("_completion", completion, {}))
             if collision_points > 0:

@@ -49,6 +49,7 @@ class SimCheckConfig:
         mass_fraction: mass = density × this × hull volume of the estimate (a hull over-fills).
         density_kg_m3: the judge's density (500 kg/m³, as the data engine's).
         hidden_m: a guessed point is kept only this far behind the visible surface on its camera ray, metres.
+        chunk: grasps judged per batch (:meth:`SimCheck.judge` can stop after a batch in which one holds).
         threads: MjData stepped in parallel.
     """
 
@@ -57,6 +58,7 @@ class SimCheckConfig:
     mass_fraction: float = 0.6
     density_kg_m3: float = 500.0
     hidden_m: float = 0.005
+    chunk: int = 8
     threads: int = 1
 
     def __post_init__(self) -> None:
@@ -66,9 +68,9 @@ class SimCheckConfig:
             raise ValueError(f"thickness_m must be in (0, 0.05] m, got {self.thickness_m}")
         if not 0.0 < self.mass_fraction <= 1.0:
             raise ValueError(f"mass_fraction must be in (0, 1], got {self.mass_fraction}")
-        if self.density_kg_m3 <= 0 or self.hidden_m < 0 or self.threads < 1:
+        if self.density_kg_m3 <= 0 or self.hidden_m < 0 or self.threads < 1 or self.chunk < 1:
             raise ValueError(f"density_kg_m3 ({self.density_kg_m3}) must be > 0, hidden_m ({self.hidden_m}) >= 0, "
-                             f"threads ({self.threads}) >= 1")
+                             f"threads ({self.threads}) and chunk ({self.chunk}) >= 1")
 
 
 @dataclass(frozen=True)
@@ -189,22 +191,30 @@ class SimCheck:
     """
 
     def __init__(self, hand: HandDescription, config: SimCheckConfig = SimCheckConfig()):
+        from grasp_data.contact_filter import unreachable_hand_pairs
         from grasp_data.engine import _hand_model
+        from grasp_data.validation import ValidationConfig
 
         self.hand, self.config = hand, config
         self.hand_model = _hand_model(hand.name)
+        # The scene's hand link pairs that never touch (cached per process): found here, at start-up,
+        # not in the first request (about 2 s for the Shadow Hand).
+        unreachable_hand_pairs(hand, ValidationConfig.self_pair_samples, ValidationConfig.self_pair_margin_m)
 
-    def judge(self, shape: EstimatedShape, root_poses: np.ndarray, q: np.ndarray) -> list[GraspOutcome]:
-        """Validate grasps on ``shape``.
+    def judge(self, shape: EstimatedShape, root_poses: np.ndarray, q: np.ndarray,
+              stop_after_held: bool = False) -> list[GraspOutcome | None]:
+        """Validate grasps on ``shape``, in order, ``config.chunk`` at a time.
 
         Args:
             shape: the estimate.
             root_poses: (K, 4, 4) hand root poses in the cloud's frame.
             q: (K, J) joint angles, radians, ``hand.joint_names`` order.
+            stop_after_held: stop after the first chunk in which a grasp holds (the grasps after it
+                are not judged: None).
 
         Returns:
             K outcomes (``held``, ``hand_contacts``, ``reason``; ``functional`` is not tested: True
-            for a grasp that held).
+            for a grasp that held), None for a grasp not judged.
         """
         from grasp_data.adaptation import AdaptationResult
         from grasp_data.labelled_mesh import LabelledMesh
@@ -218,7 +228,19 @@ class SimCheck:
         poses = np.array(root_poses, np.float64).reshape(-1, 4, 4).copy()
         poses[:, :3, 3] -= shape.centre
         q = np.asarray(q, np.float64).reshape(len(poses), -1)
-        n = len(poses)
-        zeros = np.zeros(n)
-        return validator.validate(AdaptationResult(self.hand.name, tuple(self.hand.joint_names), poses, q, zeros,
-                                                   zeros, np.zeros((n, 6)), np.zeros((n, 6)), zeros))
+        out: list[GraspOutcome | None] = [None] * len(poses)
+        for start in range(0, len(poses), self.config.chunk):
+            part = slice(start, start + self.config.chunk)
+            n = len(poses[part])
+            zeros = np.zeros(n)
+            out[part] = validator.validate(AdaptationResult(self.hand.name, tuple(self.hand.joint_names), poses[part],
+                                                            q[part], zeros, zeros, np.zeros((n, 6)), np.zeros((n, 6)),
+                                                            zeros))
+            if stop_after_held and any(holds(o) for o in out[part]):
+                break
+        return out
+
+
+def holds(outcome: GraspOutcome | None) -> bool:
+    """The grasp was judged, held through the disturbances and touched the object."""
+    return outcome is not None and bool(outcome.held and outcome.hand_contacts > 0)
