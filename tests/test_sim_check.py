@@ -143,7 +143,7 @@ def test_the_check_stops_after_the_first_chunk_that_holds(hammer_views):
 
 def test_the_hand_decides_whether_the_check_runs(oymotion_predictor):
     # OYMotion checks by default (held-out stable 114 -> 165 of 480); the Shadow Hand does not (its
-    # arm pipeline did not gain); a predictor config overrides the hand either way.
+    # 32-candidate request would take 1.2 s); a predictor config overrides the hand either way.
     from grasp_planner.grasp_predictor import NetworkPredictor, NetworkPredictorConfig
 
     assert load_hand("oymotion").network_sim_check and not load_hand("shadow").network_sim_check
