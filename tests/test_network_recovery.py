@@ -266,6 +266,21 @@ def test_object_surface_signed_distance_sign_size_gradient_and_bound():
         ObjectSurface(pts * float("nan"), normals)
 
 
+def test_surface_neighbours_are_the_nearest_points_nearest_first_and_survive_nan_queries():
+    gen = torch.Generator().manual_seed(12)
+    pts, normals = _sphere(gen, 300, 0.05)
+    surface = ObjectSurface(pts, normals)
+    x = 0.07 * torch.randn(4, 25, 3, generator=gen, dtype=torch.float64)
+    near = surface.neighbours(x, 8)
+    assert near.shape == (4, 25, 8) and near.dtype == torch.int64
+    dist = torch.cdist(x, pts.expand(4, -1, -1))
+    assert torch.equal(near, dist.topk(8, dim=-1, largest=False).indices)     # brute force: same, same order
+    assert surface.neighbours(x[:1, :1], 1000).shape == (1, 1, 300)            # k capped at the point count
+    x[0, 0] = float("nan")
+    near = surface.neighbours(x, 8)
+    assert near.min() >= 0 and near.max() < 300                                # a usable index, no crash
+    assert torch.isnan(surface.signed_distance(x, near)[0, 0])                  # and the distance says so
+
 def test_estimated_normals_point_outward():
     gen = torch.Generator().manual_seed(11)
     pts, normals = _sphere(gen, 400, 0.05, (0.5, 0.0, 0.2))

@@ -19,6 +19,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
 
+import numpy as np
 import torch
 
 #: Up to this many candidates, :func:`solve_joints` gets each step's joint Jacobian in the same FK call
@@ -633,11 +634,25 @@ class ObjectSurface:
         self.bandwidth_m, self.bound, self.obstacle = bandwidth_m, bound, obstacle
         self.one_sided = one_sided
 
+    @cached_property
+    def _tree(self):
+        from scipy.spatial import cKDTree
+
+        return cKDTree(self.points.detach().double().numpy())
+
     def neighbours(self, x: torch.Tensor, k: int) -> torch.Tensor:
-        """(B, P, 3) query points → (B, P, k) indices of their k nearest surface points."""
-        with torch.no_grad():
-            pts = self.points.float().expand(x.shape[0], -1, -1)
-            return torch.cdist(x.detach().float(), pts).topk(min(k, pts.shape[1]), dim=-1, largest=False).indices
+        """(B, P, 3) query points → (B, P, k) indices of their k nearest surface points, nearest first.
+
+        A k-d tree over the surface points (built on first use): the closure and the refinement ask
+        for tens of thousands of queries per request; on 512 points the tree answers them in half the
+        time of all pairwise distances. A non-finite query gets the last point's neighbours (its
+        signed distance stays non-finite).
+        """
+        k = min(k, self.points.shape[0])
+        query = x.detach().double().reshape(-1, 3).numpy()
+        query = np.where(np.isfinite(query).all(axis=1, keepdims=True), query, self._tree.data[-1])
+        idx = self._tree.query(query, k=k)[1].reshape(*x.shape[:-1], k)
+        return torch.from_numpy(idx.astype(np.int64))
 
     def signed_distance(self, x: torch.Tensor, neighbours: torch.Tensor | None = None) -> torch.Tensor:
         """(B, P, 3) query points → (B, P) signed distance, metres, negative inside."""
